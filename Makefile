@@ -1,0 +1,47 @@
+# Everything a fresh machine needs: `make repro` (build the pipeline) and `make test`.
+SHELL := /bin/bash
+export DVC_NO_ANALYTICS := 1
+export MUJOCO_GL ?= egl
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup repro test test-fast lint format bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q -U pip wheel
+
+# torch first, pinned, so nothing pulls a multi-GB build; robot model wheels without their (clashing) deps.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps mjlab==1.6.0
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) benchmarks/retarget.py --clip ../shared/data/cmu/131_01.bvh
+
+clean:
+	rm -rf $(VENV)
