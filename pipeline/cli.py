@@ -1,0 +1,95 @@
+"""The `mimic` command. Each subcommand is registered by a small ``_add_<name>`` function below.
+
+Bad input ends with a one-line message naming the file and the problem on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pipeline.errors import MimicError
+
+Handler = Callable[[argparse.Namespace], int | None]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+    COMMANDS.append(fn)
+    return fn
+
+
+@command
+def _add_retarget(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retarget", help="retarget one clip to a robot: writes OUT.npz and OUT.quality.json")
+    p.add_argument("clip", help="a mocap clip (bvh, DeepMimic txt, AMASS npz) or a HumanMotion npz")
+    p.add_argument("--robot", default="g1", help="robot name (robots/<name>/robot.yaml)")
+    p.add_argument("-o", "--output", required=True, help="output RobotMotion .npz")
+    p.add_argument("--format", dest="fmt", default=None, help="input format if the suffix is ambiguous")
+    p.add_argument("--body-model", default=None, help="SMPL-X model folder for AMASS input")
+
+    def run(a: argparse.Namespace) -> int:
+        from pipeline.retarget.run import retarget_file
+
+        retarget_file(a.clip, a.output, robot=a.robot, fmt=a.fmt, body_model=a.body_model)
+        return 0
+
+    p.set_defaults(run=run)
+
+
+@command
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a RobotMotion to video (offscreen), scaled human keypoints beside it")
+    p.add_argument("motion", help="RobotMotion .npz")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+
+    def run(a: argparse.Namespace) -> int:
+        from pipeline.viz.render import render_file
+
+        render_file(a.motion, a.output, width=a.width, height=a.height)
+        return 0
+
+    p.set_defaults(run=run)
+
+
+@command
+def _add_add_clip(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("add-clip", help="validate a clip, copy it into motions/raw, dvc add it, register it")
+    p.add_argument("path", help="the clip file")
+    p.add_argument("--name", default=None, help="clip name (default: the file's stem)")
+    p.add_argument("--format", dest="fmt", default=None, help="input format if the suffix is ambiguous")
+
+    def run(a: argparse.Namespace) -> int:
+        from pipeline.clips import add_clip
+
+        add_clip(a.path, name=a.name, fmt=a.fmt)
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimic", description="Human motion to a humanoid tracking policy.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MimicError as e:
+        print(f"mimic {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"mimic {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
