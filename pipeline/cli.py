@@ -40,7 +40,9 @@ def _add_retarget(sub: argparse._SubParsersAction) -> None:
 
 @command
 def _add_render(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="render a RobotMotion to video (offscreen), scaled human keypoints beside it")
+    p = sub.add_parser(
+        "render", help="render a RobotMotion to video (offscreen), scaled human keypoints beside it"
+    )
     p.add_argument("motion", help="RobotMotion .npz")
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     p.add_argument("--width", type=int, default=640)

@@ -92,7 +92,9 @@ class HumanMotion:
         if self.quat_w.shape != (t, j, 4):
             raise InputError(where, f"quat_w must be {(t, j, 4)}, got {self.quat_w.shape}")
         if self.contacts.shape != (t, len(self.contact_names)):
-            raise InputError(where, f"contacts must be {(t, len(self.contact_names))}, got {self.contacts.shape}")
+            raise InputError(
+                where, f"contacts must be {(t, len(self.contact_names))}, got {self.contacts.shape}"
+            )
         for name, arr in (("pos_w", self.pos_w), ("quat_w", self.quat_w)):
             bad = ~np.isfinite(arr)
             if bad.any():
@@ -101,7 +103,9 @@ class HumanMotion:
         if not (self.fps > 0 and np.isfinite(self.fps)):
             raise InputError(where, f"fps must be positive, got {self.fps}")
         if not (0.3 < self.subject_height < 3.0):
-            raise InputError(where, f"subject height {self.subject_height:.3f} m is not a human height: wrong units?")
+            raise InputError(
+                where, f"subject height {self.subject_height:.3f} m is not a human height: wrong units?"
+            )
         return self
 
     def save(self, path: str | Path) -> None:

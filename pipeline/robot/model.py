@@ -67,7 +67,9 @@ def mujoco_model(name: str, *, floor: bool = True, actuators: bool = True) -> mu
 
 def check_joint_order(robot: RobotSpec, model: mujoco.MjModel) -> None:
     """robot.yaml's joint order must be the model's hinge order (qpos[7:])."""
-    hinge = [model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] != mujoco.mjtJoint.mjJNT_FREE]
+    hinge = [
+        model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] != mujoco.mjtJoint.mjJNT_FREE
+    ]
     if tuple(hinge) != robot.joint_names:
         raise InputError(robot.mjcf_path, "joint order in robot.yaml differs from the model's")
 
