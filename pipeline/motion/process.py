@@ -1,0 +1,182 @@
+"""From a reader's canonical HumanMotion to the processed one every stage uses.
+
+``process`` resamples to the target rate (positions linear, rotations slerp), puts the floor at z = 0, turns
+the clip about z so the subject faces +x at frame 0 with the root at x = y = 0, and detects foot contacts.
+
+Foot soles: joint centres sit above the sole. A reader that knows the foot geometry records the heights of the
+ankle and toe joints above the sole of a flat-standing foot in ``source["sole_offset_m"]``; otherwise the
+anthropometric ratios below are used (Drillis & Contini: ankle joint height 0.039 H; toe joint 0.012 H, about
+2 cm). Sole height of a foot = min(ankle z - ankle offset, toe z - toe offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.geometry import quat_mul, quat_rotate, yaw_quat
+from pipeline.motion.human import HumanMotion
+
+# Drillis & Contini segment-height ratios (fractions of standing height H).
+HIP_HEIGHT_RATIO = 0.530
+ANKLE_HEIGHT_RATIO = 0.039
+TOE_HEIGHT_RATIO = 0.012
+
+
+def height_from_legs(leg_length: float) -> float:
+    """Standing height (m) from the hip->knee->ankle length (m): H = L / (0.530 - 0.039)."""
+    return float(leg_length / (HIP_HEIGHT_RATIO - ANKLE_HEIGHT_RATIO))
+
+
+def leg_length(pos_w: np.ndarray, names: tuple[str, ...]) -> float:
+    """Median over frames of the mean left/right thigh + shank length, (T, J, 3) -> metres."""
+    i = {n: names.index(n) for n in names}
+    total = np.zeros(pos_w.shape[0])
+    for side in ("left", "right"):
+        hip, knee, ankle = (pos_w[:, i[f"{side}_{p}"]] for p in ("hip", "knee", "ankle"))
+        total += np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+    return float(np.median(total) / 2.0)
+
+
+def estimate_height(motion: HumanMotion) -> float:
+    return height_from_legs(leg_length(motion.pos_w, motion.joint_names))
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of (…, 4) wxyz quaternions; ``alpha`` broadcasts against (…, 1)."""
+    q0 = q0 / np.linalg.norm(q0, axis=-1, keepdims=True)
+    q1 = q1 / np.linalg.norm(q1, axis=-1, keepdims=True)
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    dot = np.abs(dot).clip(max=1.0)
+    theta = np.arccos(dot)
+    s = np.sin(theta)
+    small = s < 1e-8
+    safe = np.where(small, 1.0, s)
+    w0 = np.where(small, 1.0 - alpha, np.sin((1.0 - alpha) * theta) / safe)
+    w1 = np.where(small, alpha, np.sin(alpha * theta) / safe)
+    out = w0 * q0 + w1 * q1
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def resample(motion: HumanMotion, fps: float) -> HumanMotion:
+    """Resample to ``fps`` over the same duration (frames at k / fps up to the last source frame)."""
+    if abs(motion.fps - fps) < 1e-9 * fps or motion.num_frames < 2:
+        return motion.replace(fps=float(fps)) if motion.num_frames < 2 else motion
+    duration = (motion.num_frames - 1) / motion.fps
+    t = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps
+    x = t * motion.fps
+    i0 = np.clip(np.floor(x).astype(np.int64), 0, motion.num_frames - 2)
+    a = (x - i0)[:, None, None]
+    pos = (1.0 - a) * motion.pos_w[i0] + a * motion.pos_w[i0 + 1]
+    quat = slerp(motion.quat_w[i0], motion.quat_w[i0 + 1], a)
+    near = np.clip(np.rint(x).astype(np.int64), 0, motion.num_frames - 1)
+    return motion.replace(fps=float(fps), pos_w=pos, quat_w=quat, contacts=motion.contacts[near])
+
+
+def sole_offsets(motion: HumanMotion) -> tuple[float, float]:
+    """(ankle, toe) joint heights above the sole of a flat foot, metres."""
+    off = motion.source.get("sole_offset_m")
+    if off:
+        return float(off["ankle"]), float(off["toe"])
+    h = motion.subject_height
+    return ANKLE_HEIGHT_RATIO * h, TOE_HEIGHT_RATIO * h
+
+
+def sole_heights(motion: HumanMotion) -> np.ndarray:
+    """(T, 2, 2) sole height under [left, right] x [ankle, toe] joints, metres."""
+    ao, to = sole_offsets(motion)
+    out = np.empty((motion.num_frames, 2, 2))
+    for s, side in enumerate(("left", "right")):
+        out[:, s, 0] = motion.pos_w[:, motion.index(f"{side}_ankle"), 2] - ao
+        out[:, s, 1] = motion.pos_w[:, motion.index(f"{side}_toe"), 2] - to
+    return out
+
+
+def align_floor(motion: HumanMotion, percentile: float = 2.0) -> HumanMotion:
+    """Shift z so the ``percentile`` of the per-frame lowest sole height is 0."""
+    low = sole_heights(motion).min(axis=(1, 2))
+    floor = float(np.percentile(low, percentile))
+    return motion.replace(pos_w=motion.pos_w - np.array([0.0, 0.0, floor]))
+
+
+def facing_yaw(motion: HumanMotion, frame: int = 0) -> float:
+    """Heading (rad) of the subject at ``frame``: forward = left x up, left from hips and shoulders."""
+    p = motion.pos_w[frame]
+    left = (p[motion.index("left_hip")] - p[motion.index("right_hip")]) + (
+        p[motion.index("left_shoulder")] - p[motion.index("right_shoulder")]
+    )
+    fwd = np.cross(left, [0.0, 0.0, 1.0])
+    return float(np.arctan2(fwd[1], fwd[0]))
+
+
+def face_forward(motion: HumanMotion) -> HumanMotion:
+    """Rotate about z so frame 0 faces +x, and translate so the root is at x = y = 0 at frame 0."""
+    q = yaw_quat(-facing_yaw(motion))
+    pos = quat_rotate(q, motion.pos_w)
+    root = pos[0, motion.index("pelvis")].copy()
+    pos = pos - np.array([root[0], root[1], 0.0])
+    quat = quat_mul(q, motion.quat_w)
+    quat = np.where(quat[..., :1] < 0, -quat, quat)
+    return motion.replace(pos_w=pos, quat_w=quat)
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    """Foot-contact thresholds. A foot point (ankle or toe) is "down" when its sole height is below
+    ``height_on`` and its speed below ``speed_on``; a foot in contact stays so until every point is above
+    ``height_off`` or faster than ``speed_off`` (hysteresis)."""
+
+    height_on: float = 0.04
+    height_off: float = 0.07
+    speed_on: float = 0.45
+    speed_off: float = 0.8
+
+
+def detect_contacts(motion: HumanMotion, config: ContactConfig | None = None) -> np.ndarray:
+    """(T, 2) bool contacts for [left_foot, right_foot]."""
+    cfg = config or ContactConfig()
+    h = sole_heights(motion)
+    speed = np.empty_like(h)
+    for s, side in enumerate(("left", "right")):
+        for k, part in enumerate(("ankle", "toe")):
+            p = motion.pos_w[:, motion.index(f"{side}_{part}")]
+            speed[:, s, k] = (
+                np.linalg.norm(np.gradient(p, 1.0 / motion.fps, axis=0), axis=-1) if len(p) > 1 else 0
+            )
+    on = np.asarray(((h < cfg.height_on) & (speed < cfg.speed_on)).any(axis=2))
+    keep = np.asarray(((h < cfg.height_off) & (speed < cfg.speed_off)).any(axis=2))
+    return hysteresis(on, keep)
+
+
+def hysteresis(on: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """State machine over axis 0: switch on where ``on``, stay on while ``keep``; (T, …) bool."""
+    out = np.zeros_like(on, dtype=bool)
+    state = on[0].copy()
+    for t in range(on.shape[0]):
+        state = on[t] | (state & keep[t])
+        out[t] = state
+    return out
+
+
+def process(
+    motion: HumanMotion,
+    *,
+    fps: float | None = None,
+    subject_height: float | None = None,
+    contacts: ContactConfig | None = None,
+) -> HumanMotion:
+    """Resample, scale to ``subject_height`` if given, align the floor, face +x, detect contacts."""
+    m = motion
+    if subject_height is not None:
+        k = subject_height / m.subject_height
+        m = m.replace(pos_w=m.pos_w * k, subject_height=float(subject_height))
+        off = m.source.get("sole_offset_m")
+        if off:
+            m = m.replace(source={**m.source, "sole_offset_m": {n: v * k for n, v in off.items()}})
+    if fps is not None:
+        m = resample(m, fps)
+    m = align_floor(face_forward(m))
+    m = m.replace(contacts=detect_contacts(m, contacts))
+    return m.replace(source={**m.source, "processed": True}).validate()
