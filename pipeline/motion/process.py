@@ -60,17 +60,36 @@ def slerp(q0: np.ndarray, q1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=-1, keepdims=True)
 
 
+def _interp(pos: np.ndarray, quat: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate (T, J, 3) positions and (T, J, 4) quaternions at fractional frame indices ``x``."""
+    i0 = np.clip(np.floor(x).astype(np.int64), 0, max(pos.shape[0] - 2, 0))
+    i1 = np.minimum(i0 + 1, pos.shape[0] - 1)
+    a = (x - i0).clip(0.0, 1.0)[:, None, None]
+    return (1.0 - a) * pos[i0] + a * pos[i1], slerp(quat[i0], quat[i1], a)
+
+
+def resample_times(
+    pos: np.ndarray, quat: np.ndarray, times: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample samples taken at increasing ``times`` (T,) onto k / fps, k = 0.. up to the last time."""
+    n = int(np.floor(times[-1] * fps + 1e-6)) + 1
+    grid = np.arange(n) / fps
+    if n == len(times) and np.allclose(times, grid, atol=1e-6):
+        return pos, quat
+    k = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 1)
+    k = np.minimum(k, max(len(times) - 2, 0))
+    span = np.where(len(times) > 1, times[np.minimum(k + 1, len(times) - 1)] - times[k], 1.0)
+    x = k + np.where(span > 0, (grid - times[k]) / np.where(span > 0, span, 1.0), 0.0)
+    return _interp(pos, quat, x)
+
+
 def resample(motion: HumanMotion, fps: float) -> HumanMotion:
     """Resample to ``fps`` over the same duration (frames at k / fps up to the last source frame)."""
     if abs(motion.fps - fps) < 1e-9 * fps or motion.num_frames < 2:
-        return motion.replace(fps=float(fps)) if motion.num_frames < 2 else motion
+        return motion.replace(fps=float(fps))
     duration = (motion.num_frames - 1) / motion.fps
-    t = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps
-    x = t * motion.fps
-    i0 = np.clip(np.floor(x).astype(np.int64), 0, motion.num_frames - 2)
-    a = (x - i0)[:, None, None]
-    pos = (1.0 - a) * motion.pos_w[i0] + a * motion.pos_w[i0 + 1]
-    quat = slerp(motion.quat_w[i0], motion.quat_w[i0 + 1], a)
+    x = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps * motion.fps
+    pos, quat = _interp(motion.pos_w, motion.quat_w, x)
     near = np.clip(np.rint(x).astype(np.int64), 0, motion.num_frames - 1)
     return motion.replace(fps=float(fps), pos_w=pos, quat_w=quat, contacts=motion.contacts[near])
 
