@@ -3,6 +3,7 @@ SHELL := /bin/bash
 export DVC_NO_ANALYTICS := 1
 export MUJOCO_GL ?= egl
 VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed

@@ -1,0 +1,36 @@
+"""extract stage: one clip (params.yaml `clips.<name>`) -> data/human/<name>.npz (HumanMotion).
+
+usage: python stages/extract.py NAME OUTPUT
+"""
+
+from __future__ import annotations
+
+from pipeline.errors import InputError
+from pipeline.motion import read_clip
+from pipeline.stage import params, run
+
+CLIP_KEYS = {"path", "format", "unit", "joint_map", "subject_height", "body_model"}
+
+
+def main(argv: list[str]) -> None:
+    name, output = argv
+    clip = params("clips", name)
+    unknown = set(clip) - CLIP_KEYS
+    if unknown:
+        raise InputError("params.yaml", f"clips.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})")
+    settings = params("extract")
+    motion = read_clip(
+        clip["path"],
+        fmt=clip.get("format"),
+        fps=float(settings["fps"]),
+        unit=clip.get("unit"),
+        joint_map=clip.get("joint_map"),
+        subject_height=clip.get("subject_height"),
+        body_model=clip.get("body_model"),
+    )
+    motion.save(output)
+    print(f"{name}: {motion.num_frames} frames at {motion.fps:g} fps, subject {motion.subject_height:.2f} m")
+
+
+if __name__ == "__main__":
+    run(main)
