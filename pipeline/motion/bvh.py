@@ -6,8 +6,10 @@ BVH conventions followed here:
   the joint's ``OFFSET`` on the axes they name (the root's position, or Mixamo's six-channel joints).
 - The rest pose (all channels zero, offsets only) has identity joint rotations. The file is Y-up; the subject's
   facing direction in the rest pose is found from the skeleton (left hip minus right hip, crossed with up), and
-  one fixed rotation maps (rest facing, up) to (+x, +z). So ``quat_w`` is identity when the subject stands in
-  the skeleton's rest pose facing +x.
+  one fixed rotation maps (rest facing, up) to (+x, +z). Rotations are then re-expressed against the canonical
+  rest pose (:func:`pipeline.motion.process.rest_correction`: upright, arms hanging, legs straight, facing +x),
+  so a T-pose skeleton and an arms-down skeleton give the same ``quat_w`` for the same posture. The skeleton's
+  own rest pose keypoints are kept in ``source["rest_pos"]`` (J, 3), metres, pelvis at the origin.
 - Units: the standing height is estimated from the leg length (see :func:`pipeline.motion.process.height_from_legs`)
   and the unit among :data:`UNITS` that gives the most human height is chosen, unless ``unit`` is given.
 
@@ -26,7 +28,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline.errors import InputError
-from pipeline.geometry import matrix_to_quat
+from pipeline.geometry import matrix_to_quat, quat_mul
 from pipeline.io import sha256_file
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS, CONTACT_NAMES, HumanMotion
 from pipeline.motion.skeletons import load_joint_map, resolve_joint_map
@@ -310,8 +312,10 @@ def read_bvh(
     sel = [idx[n] for n in CANONICAL_JOINTS]
     pos_w = np.einsum("ij,tkj->tki", c, pos[:, sel]) * scale
     rot_w = np.einsum("ij,tkjl,ml->tkim", c, rot[:, sel], c)
-    quat_w = matrix_to_quat(rot_w)
-    from pipeline.motion.process import height_from_legs
+    from pipeline.motion.process import height_from_legs, rest_correction
+
+    rest_w = (rest[sel] - rest[sel][0]) @ c.T * scale
+    quat_w = quat_mul(matrix_to_quat(rot_w), rest_correction(rest_w, CANONICAL_JOINTS))
 
     t = data.values.shape[0]
     fps = 1.0 / data.frame_time
@@ -333,6 +337,7 @@ def read_bvh(
             "unit": unit_name,
             "metres_per_unit": scale,
             "joints": {n: skel.names[idx[n]] for n in CANONICAL_JOINTS},
+            "rest_pos": np.round(rest_w, 6).tolist(),
             "frames_in_file": t,
             "fps_in_file": 1.0 / data.frame_time,
         },

@@ -10,7 +10,8 @@ rotations are relative to the parent link; knees and elbows are angles (rad) abo
 ``tests/test_motion_deepmimic.py`` checks this against pybullet's own kinematics of ``humanoid.urdf``.
 
 The skeleton is ``pybullet_data/humanoid/humanoid.urdf`` loaded with ``globalScaling=0.25`` (as pybullet's
-env does). Its rest pose stands upright, arms down, facing +x with the left side at -z (y up).
+env does). Its rest pose stands upright, arms down, facing +x with the left side at -z (y up); rotations are
+re-expressed against the canonical rest pose (:func:`pipeline.motion.process.rest_correction`).
 
 Keypoints: ``pelvis`` root, ``torso`` chest joint (the only spine joint), ``head`` the bottom of the head
 sphere in the neck link (base of the skull), shoulders/elbows/hips/knees/ankles their joints, wrists the
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.geometry import matrix_to_quat, quat_to_matrix
+from pipeline.geometry import matrix_to_quat, quat_mul, quat_to_matrix
 from pipeline.io import sha256_file
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS, CONTACT_NAMES, HumanMotion
 
@@ -252,7 +253,7 @@ def read_deepmimic(path: str | Path) -> HumanMotion:
 
     Frames with unequal durations are resampled onto the dominant rate (positions linear, rotations slerp).
     """
-    from pipeline.motion.process import height_from_legs, resample_times
+    from pipeline.motion.process import height_from_legs, resample_times, rest_correction
 
     path = Path(path)
     frames, loop = load_frames(path)
@@ -261,7 +262,13 @@ def read_deepmimic(path: str | Path) -> HumanMotion:
     p, r = keypoints(pos, rot, skel)
     c = Y_UP_TO_Z_UP
     pos_w = np.einsum("ij,tkj->tki", c, p)
-    quat_w = matrix_to_quat(np.einsum("ij,tkjl,ml->tkim", c, r, c))
+    rest_frame = np.zeros((1, FRAME_SIZE))
+    rest_frame[0, [4, 8, 12, 16, 21, 25, 30, 35, 39]] = 1.0  # identity quaternions (w first)
+    rest_p, _ = keypoints(*forward_kinematics(rest_frame, skel), skel)
+    rest_w = (rest_p[0] - rest_p[0, 0]) @ c.T
+    quat_w = quat_mul(
+        matrix_to_quat(np.einsum("ij,tkjl,ml->tkim", c, r, c)), rest_correction(rest_w, CANONICAL_JOINTS)
+    )
     fps, times = uniform_rate(frames, path)
     pos_w, quat_w = resample_times(pos_w, quat_w, times, fps)
     leg = float(
@@ -284,6 +291,7 @@ def read_deepmimic(path: str | Path) -> HumanMotion:
             "sha256": sha256_file(path),
             "skeleton": "pybullet humanoid.urdf (globalScaling 0.25)",
             "quat_order": "wxyz",
+            "rest_pos": np.round(rest_w, 6).tolist(),
             "loop": loop,
             "cyclic": loop == "wrap",
             "frames_in_file": int(frames.shape[0]),

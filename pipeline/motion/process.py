@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.geometry import quat_mul, quat_rotate, yaw_quat
-from pipeline.motion.human import HumanMotion
+from pipeline.motion.human import CANONICAL_PARENTS, HumanMotion
 
 # Drillis & Contini segment-height ratios (fractions of standing height H).
 HIP_HEIGHT_RATIO = 0.530
@@ -41,6 +41,67 @@ def leg_length(pos_w: np.ndarray, names: tuple[str, ...]) -> float:
 
 def estimate_height(motion: HumanMotion) -> float:
     return height_from_legs(leg_length(motion.pos_w, motion.joint_names))
+
+
+# Canonical rest pose: upright, facing +x, legs straight down, arms hanging down, feet pointing forward.
+# (keypoint, child keypoint, canonical bone direction); a child of None reuses the parent's correction.
+_REST_BONES: dict[str, tuple[str | None, tuple[float, float, float] | None]] = {
+    "pelvis": (None, None),
+    "torso": ("head", (0.0, 0.0, 1.0)),
+    "head": (None, None),
+    **{
+        f"{s}_{k}": (None if c is None else f"{s}_{c}", d)
+        for s in ("left", "right")
+        for k, c, d in (
+            ("shoulder", "elbow", (0.0, 0.0, -1.0)),
+            ("elbow", "wrist", (0.0, 0.0, -1.0)),
+            ("wrist", None, None),
+            ("hip", "knee", (0.0, 0.0, -1.0)),
+            ("knee", "ankle", (0.0, 0.0, -1.0)),
+            ("ankle", "toe", (1.0, 0.0, 0.0)),
+            ("toe", None, None),
+        )
+    },
+}
+
+
+def _min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """wxyz quaternion of the smallest rotation taking unit vector ``a`` onto unit vector ``b``."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    c = float(a @ b)
+    if c < -1.0 + 1e-9:  # opposite: any perpendicular axis
+        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return np.array([0.0, *(axis / np.linalg.norm(axis))])
+    q = np.array([1.0 + c, *np.cross(a, b)])
+    return q / np.linalg.norm(q)
+
+
+def rest_correction(rest_pos: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(J, 4) right-multipliers that re-express rest-relative rotations against the canonical rest pose.
+
+    ``rest_pos`` (J, 3): the source skeleton's rest pose keypoints, z-up, facing +x. For each keypoint the
+    correction is the smallest rotation taking its canonical bone direction onto its rest bone direction
+    (the foot: horizontal direction only). ``quat_w @ correction`` is then identity when the segment points
+    as in the canonical rest pose (upright, arms hanging, legs straight, feet forward, facing +x), whatever
+    the source's own rest pose (T-pose, A-pose, splayed legs).
+    """
+    out = np.tile([1.0, 0.0, 0.0, 0.0], (len(names), 1))
+    idx = {n: i for i, n in enumerate(names)}
+    for name in names:  # parents come before children in the canonical order
+        child, canon = _REST_BONES[name]
+        if child is None:
+            parent = CANONICAL_PARENTS[idx[name]]
+            if name.endswith(("wrist", "toe")):
+                out[idx[name]] = out[parent]
+            continue
+        d = rest_pos[idx[child]] - rest_pos[idx[name]]
+        if name.endswith("ankle"):
+            d = d * np.array([1.0, 1.0, 0.0])
+        if np.linalg.norm(d) < 1e-9:
+            continue
+        out[idx[name]] = _min_rotation(np.asarray(canon), d)
+    return out
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
