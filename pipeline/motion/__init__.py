@@ -10,9 +10,10 @@ subject to face +x and detects contacts (:mod:`pipeline.motion.process`). Add a 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,8 @@ class ReadOptions:
     joint_map: str | Path | dict[str, str] | None = None
     unit: str | float | None = None
     body_model: str | Path | None = None
+    subject_height: float | None = None
+    video: Mapping[str, Any] | None = None
 
 
 Reader = Callable[[Path, ReadOptions], HumanMotion]
@@ -63,10 +66,20 @@ def _human(path: Path, o: ReadOptions) -> HumanMotion:
     return HumanMotion.load(path)
 
 
+def _video(path: Path, o: ReadOptions) -> HumanMotion:
+    from pipeline.motion.video import read_video
+
+    params = dict(o.video or {})
+    if o.subject_height is not None:
+        params.setdefault("subject_height", o.subject_height)
+    return read_video(path, params)
+
+
 register_format("bvh", (".bvh",), _bvh)
 register_format("deepmimic", (".txt", ".json"), _deepmimic)
 register_format("amass", (), _amass)
 register_format("human", (), _human)
+register_format("video", (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"), _video)
 
 
 def _npz_format(path: Path) -> str:
@@ -82,6 +95,8 @@ def _npz_format(path: Path) -> str:
 
 def detect_format(path: str | Path) -> str:
     path = Path(path)
+    if path.is_dir():
+        return "video"  # a folder of images
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _npz_format(path)
@@ -102,6 +117,7 @@ def read_clip(
     unit: str | float | None = None,
     body_model: str | Path | None = None,
     subject_height: float | None = None,
+    video: Mapping[str, Any] | None = None,
 ) -> HumanMotion:
     """Read any supported clip into a processed, canonical :class:`HumanMotion`.
 
@@ -113,16 +129,22 @@ def read_clip(
         unit: BVH unit override ('m', 'cm', 'mm', 'inch', 'cmu' or metres per unit); default: detected.
         body_model: folder with SMPL-X model files (AMASS input).
         subject_height: the subject's standing height in metres; positions are scaled uniformly to match it.
+            Video input uses it to size the skeleton, hence the distance to the camera.
+        video: video options (camera intrinsics fx/fy/cx/cy or hfov_deg, fps of an image folder, gap
+            handling): :class:`pipeline.motion.video.VideoOptions`.
     """
     from pipeline.motion.process import process, resample
 
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise InputError(path, "file not found")
     name = fmt or detect_format(path)
     if name not in FORMATS:
         raise InputError(path, f"unknown format '{name}'; known: {sorted(FORMATS)}")
-    motion = FORMATS[name](path, ReadOptions(joint_map=joint_map, unit=unit, body_model=body_model))
+    options = ReadOptions(
+        joint_map=joint_map, unit=unit, body_model=body_model, subject_height=subject_height, video=video
+    )
+    motion = FORMATS[name](path, options)
     if motion.joint_names != CANONICAL_JOINTS:
         raise InputError(path, "reader did not produce the canonical keypoints")
     if name == "human" and motion.source.get("processed"):

@@ -1,0 +1,267 @@
+"""Monocular video (a file or an image folder) -> canonical :class:`HumanMotion`.
+
+Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full model):
+
+1. Frames where no person was found (or that could not be decoded) are holes. Holes up to ``max_gap_s`` inside
+   a run are interpolated (linearly, confidence 0); longer holes split the clip into segments and the longest
+   segment is kept (``segment`` picks another). The result is flagged in ``source["video"]`` (``partial``,
+   ``segments``, ``kept``, ``interpolated_frames``). A clip with no person, or no segment of at least
+   ``min_segment_s``, is refused with :class:`InputError`.
+2. Temporal smoothing: a zero-phase Gaussian low-pass (cut-off ``cutoff_hz``) of the metric landmarks.
+3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
+   the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
+   to the ears; toe three quarters of the way from the ankle to the tip of the foot.
+4. A skeleton: each bone's length is its median over the confident frames, left and right averaged, and is
+   held constant; the skeleton is scaled so its standing height (from the legs, as every reader does) is the
+   subject's height. Fitting: each frame's skeleton follows the observed bone directions from the root out.
+5. Root path: per frame, the translation that best re-projects the (scaled) 3D landmarks onto their image
+   positions through a pinhole camera (linear least squares, visibility-weighted); intrinsics from the clip's
+   params or a field-of-view default. Depth is smoothed harder than the rest (``root_cutoff_hz``).
+6. Up: the floor plane through the foot points at rest (contacts) when the feet cover enough ground, else the
+   median trunk direction. World z = up, x = the camera's viewing direction on the floor.
+7. Joint rotations (relative to a T-pose facing +x) from segment frames built on the fitted skeleton.
+
+Floor height, facing +x at frame 0 and foot contacts are then set by :func:`pipeline.motion.process.process`
+(via :func:`pipeline.motion.read_clip`), like every other reader. Per-frame confidence (mean landmark
+visibility, 0 on interpolated frames) is kept in ``source["frame_confidence"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.io import sha256_file
+from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS, HumanMotion
+from pipeline.motion.video_fit import (
+    L_EAR,
+    NOSE,
+    R_EAR,
+    USED,
+    bone_lengths,
+    canonical_points,
+    fit_skeleton,
+    floor_from_contacts,
+    lowpass,
+    plant_feet,
+    root_translation,
+    segment_rotations,
+    snap_feet,
+    unit,
+    up_direction,
+)
+from pipeline.motion.video_pose import Landmarks, detect_landmarks
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Clip params for video input (unknown keys are rejected).
+
+    Attributes:
+        subject_height: the subject's standing height, metres (sets the scale, hence the depth of the root).
+        fx, fy, cx, cy: pinhole intrinsics in pixels; default from ``hfov_deg`` and the image centre.
+        hfov_deg: horizontal field of view when ``fx`` is not given (60 degrees: a typical phone camera).
+        fps: frame rate of an image folder (videos carry their own).
+        max_gap_s: longest hole (no person) that is interpolated; longer ones split the clip.
+        min_segment_s: shortest usable segment.
+        segment: which segment to keep (index into the segments, by time); default the longest.
+        cutoff_hz: low-pass cut-off for the landmarks; ``root_cutoff_hz`` for the root depth.
+    """
+
+    subject_height: float | None = None
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    hfov_deg: float = 60.0
+    fps: float = 30.0
+    max_gap_s: float = 0.5
+    min_segment_s: float = 0.5
+    segment: int | None = None
+    cutoff_hz: float = 6.0
+    root_cutoff_hz: float = 2.0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, origin: str | Path) -> VideoOptions:
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InputError(origin, f"unknown video params {unknown}; known: {sorted(known)}")
+        try:
+            opts = cls(
+                **{  # type: ignore[arg-type]
+                    k: (None if v is None else (int(v) if k == "segment" else float(v)))
+                    for k, v in params.items()
+                }
+            )
+        except (TypeError, ValueError) as e:
+            raise InputError(origin, f"video params must be numbers: {e}") from None
+        if opts.subject_height is not None and not 0.5 < opts.subject_height < 2.6:
+            raise InputError(origin, f"subject_height {opts.subject_height} m is not a human height")
+        return opts
+
+    def intrinsics(self, width: int, height: int) -> tuple[float, float, float, float]:
+        fx = self.fx if self.fx is not None else 0.5 * width / np.tan(np.radians(self.hfov_deg) / 2.0)
+        fy = self.fy if self.fy is not None else fx
+        cx = self.cx if self.cx is not None else width / 2.0
+        cy = self.cy if self.cy is not None else height / 2.0
+        return float(fx), float(fy), float(cx), float(cy)
+
+
+def segments(found: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Runs [start, stop) of ``found`` frames, merging across holes of at most ``max_gap`` frames."""
+    idx = np.flatnonzero(found)
+    if idx.size == 0:
+        return []
+    out = []
+    start = prev = int(idx[0])
+    for i in idx[1:]:
+        if i - prev - 1 > max_gap:
+            out.append((start, prev + 1))
+            start = int(i)
+        prev = int(i)
+    out.append((start, prev + 1))
+    return out
+
+
+def fill_holes(x: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Linear interpolation over axis 0 of the frames where ``found`` is False (ends held)."""
+    t = np.arange(x.shape[0])
+    flat = x.reshape(x.shape[0], -1)
+    good = np.flatnonzero(found)
+    out = np.empty_like(flat)
+    for c in range(flat.shape[1]):
+        out[:, c] = np.interp(t, good, flat[good, c])
+    return out.reshape(x.shape)
+
+
+def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path) -> tuple[HumanMotion, dict]:
+    """Landmarks of a whole clip -> unprocessed canonical HumanMotion (z up, metres) and extraction notes."""
+    fps = lm.fps
+    n_found = int(lm.found.sum())
+    if n_found == 0:
+        raise InputError(origin, f"no person found in any of the {lm.num_frames} frames")
+    segs = segments(lm.found, round(opts.max_gap_s * fps))
+    if opts.segment is not None:
+        if not 0 <= opts.segment < len(segs):
+            raise InputError(
+                origin, f"segment {opts.segment} does not exist: the clip has {len(segs)} segments {segs}"
+            )
+        keep = segs[opts.segment]
+    else:
+        keep = max(segs, key=lambda s: s[1] - s[0])
+    min_len = max(3, round(opts.min_segment_s * fps))
+    if keep[1] - keep[0] < min_len:
+        raise InputError(
+            origin,
+            f"the person is seen in runs of at most {keep[1] - keep[0]} frames (segments {segs}); "
+            f"at least {min_len} frames ({opts.min_segment_s} s) without a gap over {opts.max_gap_s} s are needed",
+        )
+    sl = slice(*keep)
+    found = lm.found[sl]
+    vis = lm.visibility[sl]
+    world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
+    image = lowpass(fill_holes(lm.image_px[sl], found), fps, opts.cutoff_hz)
+    vis = np.where(found[:, None], vis, 0.0)
+    confidence = vis[:, list(USED)].mean(axis=1)
+
+    obs = canonical_points(world)
+    lengths = bone_lengths(obs, confidence)
+    from pipeline.motion.process import HIP_HEIGHT_RATIO, height_from_legs
+
+    leg = (
+        float(
+            np.mean(
+                [
+                    lengths[CANONICAL_JOINTS.index(f"{s}_{b}")]
+                    for s in ("left", "right")
+                    for b in ("knee", "ankle")
+                ]
+            )
+        )
+        * 2
+    )
+    if leg <= 0:
+        raise InputError(origin, "degenerate landmarks: the legs have zero length")
+    height = opts.subject_height or height_from_legs(leg)
+    scale = height / height_from_legs(leg)
+    fitted_c = fit_skeleton(obs * scale, lengths * scale)
+
+    intr = opts.intrinsics(lm.width, lm.height)
+    w = np.clip(vis, 0.0, 1.0) ** 2
+    w[~found] = 0.0
+    t = root_translation(world * scale, image, w + 1e-6, intr)
+    t[~found] = np.nan
+    t = fill_holes(np.nan_to_num(t), found)
+    t[:, :2] = lowpass(t[:, :2], fps, opts.cutoff_hz)
+    t[:, 2] = lowpass(t[:, 2], fps, opts.root_cutoff_hz)
+    pos_c = fitted_c + t[:, None, :]
+
+    up, up_from = up_direction(pos_c, fps)
+    view = np.array([0.0, 0.0, 1.0])
+    x_w = unit(view - (view @ up) * up)
+    r_wc = np.stack([x_w, np.cross(up, x_w), up])  # rows: world axes in camera coordinates
+    pos_w = pos_c @ r_wc.T
+    pos_w, contacts = floor_from_contacts(pos_w, image, t[:, 2], intr[0], fps, height)
+    pos_w = snap_feet(plant_feet(pos_w, contacts, fps), contacts, fps, height)
+    face_c = world[:, NOSE] - (world[:, L_EAR] + world[:, R_EAR]) / 2
+    quat_w = segment_rotations(pos_w, face_c @ r_wc.T)
+
+    notes = {
+        "frames_decoded": int(lm.decoded.sum()),
+        "frames_expected": int(lm.expected_frames),
+        "frames_with_person": n_found,
+        "segments": [list(s) for s in segs],
+        "kept": list(keep),
+        "interpolated_frames": int((~found).sum()),
+        "partial": bool(keep != (0, lm.num_frames) or (~found).any() or not lm.decoded.all()),
+        "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), intr, strict=True)),
+        "image_size": [lm.width, lm.height],
+        "fps": float(fps),
+        "up_from": up_from,
+        "scale": float(scale),
+        "hip_height_ratio": HIP_HEIGHT_RATIO,
+    }
+    motion = HumanMotion(
+        fps=float(fps),
+        joint_names=CANONICAL_JOINTS,
+        parents=np.array(CANONICAL_PARENTS, dtype=np.int64),
+        pos_w=pos_w,
+        quat_w=quat_w,
+        contacts=contacts,
+        subject_height=float(height),
+        source={"frame_confidence": [round(float(c), 3) for c in confidence]},
+    )
+    return motion, notes
+
+
+def read_video(
+    path: str | Path, params: Mapping[str, Any] | None = None, *, progress: bool = False
+) -> HumanMotion:
+    """Read a video file or an image folder into an unprocessed canonical :class:`HumanMotion`.
+
+    Args:
+        path: a video (.mp4, .avi, ...) or a folder of images.
+        params: :class:`VideoOptions` fields (subject_height, intrinsics or hfov_deg, fps of a folder, ...).
+        progress: show a progress bar.
+    """
+    path = Path(path)
+    opts = VideoOptions.from_params(params, path)
+    lm = detect_landmarks(path, fps=opts.fps, progress=progress)
+    motion, notes = motion_from_landmarks(lm, opts, path)
+    source = {
+        "format": "video",
+        "file": path.name,
+        "sha256": sha256_file(path) if path.is_file() else "",
+        "licence": "unknown",
+        "pose_model": "mediapipe-0.10.21 pose (BlazePose GHUM full, model_complexity=1)",
+        "video": notes,
+        **motion.source,
+    }
+    return motion.replace(source=source)

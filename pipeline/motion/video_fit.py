@@ -1,0 +1,287 @@
+"""Geometry of video extraction: landmarks -> canonical keypoints, a constant-length skeleton fitted to
+them, the root's camera-frame path, the up direction, foot contacts and the floor, segment rotations.
+
+Pure functions over arrays; the steps are described in :mod:`pipeline.motion.video`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from pipeline.geometry import matrix_to_quat
+from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
+
+# MediaPipe BlazePose landmark indices.
+NOSE, L_EAR, R_EAR = 0, 7, 8
+L_SH, R_SH, L_EL, R_EL, L_WR, R_WR = 11, 12, 13, 14, 15, 16
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANK, R_ANK = 23, 24, 25, 26, 27, 28
+L_FOOT, R_FOOT = 31, 32
+# Landmarks the canonical keypoints are made of (their visibility is the frame's confidence).
+USED = (NOSE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANK, R_ANK)
+PELVIS_RATIO, TORSO_RATIO, HEAD_RATIO, TOE_RATIO = 0.2, 0.7, 0.5, 0.75
+
+
+def lowpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Zero-phase Gaussian low-pass over axis 0 (-3 dB at ``cutoff_hz``)."""
+    sigma = 0.1325 * fps / cutoff_hz
+    return gaussian_filter1d(x, sigma, axis=0, mode="nearest") if sigma > 0.3 and x.shape[0] > 2 else x
+
+
+def canonical_points(lm: np.ndarray) -> np.ndarray:
+    """(…, 33, 3) landmarks -> (…, 17, 3) canonical keypoints (see the module docstring)."""
+    hip_c = (lm[..., L_HIP, :] + lm[..., R_HIP, :]) / 2
+    sh_c = (lm[..., L_SH, :] + lm[..., R_SH, :]) / 2
+    ear_c = (lm[..., L_EAR, :] + lm[..., R_EAR, :]) / 2
+    p = {
+        "pelvis": hip_c + PELVIS_RATIO * (sh_c - hip_c),
+        "torso": hip_c + TORSO_RATIO * (sh_c - hip_c),
+        "head": sh_c + HEAD_RATIO * (ear_c - sh_c),
+    }
+    for side, (sh, el, wr, hip, kn, an, ft) in {
+        "left": (L_SH, L_EL, L_WR, L_HIP, L_KNEE, L_ANK, L_FOOT),
+        "right": (R_SH, R_EL, R_WR, R_HIP, R_KNEE, R_ANK, R_FOOT),
+    }.items():
+        p[f"{side}_shoulder"], p[f"{side}_elbow"], p[f"{side}_wrist"] = (
+            lm[..., sh, :],
+            lm[..., el, :],
+            lm[..., wr, :],
+        )
+        p[f"{side}_hip"], p[f"{side}_knee"], p[f"{side}_ankle"] = (
+            lm[..., hip, :],
+            lm[..., kn, :],
+            lm[..., an, :],
+        )
+        p[f"{side}_toe"] = lm[..., an, :] + TOE_RATIO * (lm[..., ft, :] - lm[..., an, :])
+    return np.stack([p[n] for n in CANONICAL_JOINTS], axis=-2)
+
+
+def bone_lengths(pos: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(J,) constant bone lengths (to the parent; 0 for the root): weighted median over frames, sides averaged."""
+    lengths = np.zeros(len(CANONICAL_JOINTS))
+    good = weight > 0.5 * np.median(weight) if weight.size else weight
+    if not good.any():
+        good = np.ones_like(weight, dtype=bool)
+    for j, par in enumerate(CANONICAL_PARENTS):
+        if par >= 0:
+            lengths[j] = float(np.median(np.linalg.norm(pos[good, j] - pos[good, par], axis=-1)))
+    for j, name in enumerate(CANONICAL_JOINTS):
+        if name.startswith("left_"):
+            k = CANONICAL_JOINTS.index("right_" + name[5:])
+            lengths[j] = lengths[k] = 0.5 * (lengths[j] + lengths[k])
+    return lengths
+
+
+def fit_skeleton(pos: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(T, J, 3) observed keypoints -> the skeleton with ``lengths`` along the observed bone directions."""
+    out = np.empty_like(pos)
+    out[:, 0] = pos[:, 0]
+    for j, par in enumerate(CANONICAL_PARENTS):
+        if par < 0:
+            continue
+        d = pos[:, j] - pos[:, par]
+        n = np.linalg.norm(d, axis=-1, keepdims=True)
+        out[:, j] = out[:, par] + lengths[j] * d / np.maximum(n, 1e-9)
+    return out
+
+
+def root_translation(
+    world: np.ndarray, image: np.ndarray, weight: np.ndarray, intr: tuple[float, float, float, float]
+) -> np.ndarray:
+    """(T, 3) camera-frame position of the landmarks' origin from (T, N, 3) metric points, (T, N, 2) pixels.
+
+    Minimises the weighted algebraic re-projection error, linear in the translation t:
+    fx (X + tx) = (u - cx)(Z + tz) and fy (Y + ty) = (v - cy)(Z + tz).
+    """
+    fx, fy, cx, cy = intr
+    u, v = image[..., 0] - cx, image[..., 1] - cy
+    X, Y, Z = world[..., 0], world[..., 1], world[..., 2]
+    zeros = np.zeros_like(u)
+    ax = np.stack([np.full_like(u, fx), zeros, -u], axis=-1)  # (T, N, 3)
+    ay = np.stack([zeros, np.full_like(v, fy), -v], axis=-1)
+    bx, by = u * Z - fx * X, v * Z - fy * Y
+    w = weight[..., None]
+    ata = np.einsum("tni,tnj->tij", ax * w, ax) + np.einsum("tni,tnj->tij", ay * w, ay)
+    atb = np.einsum("tni,tn->ti", ax * w, bx) + np.einsum("tni,tn->ti", ay * w, by)
+    ata += 1e-9 * np.eye(3)
+    return np.linalg.solve(ata, atb[..., None])[..., 0]
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+
+
+def up_direction(pos_c: np.ndarray, fps: float) -> tuple[np.ndarray, str]:
+    """Unit up vector in camera coordinates and how it was found ('floor' or 'trunk')."""
+    i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
+    hip_c = (pos_c[:, i["left_hip"]] + pos_c[:, i["right_hip"]]) / 2
+    sh_c = (pos_c[:, i["left_shoulder"]] + pos_c[:, i["right_shoulder"]]) / 2
+    trunk = unit(np.median(unit(sh_c - hip_c), axis=0))
+    feet = pos_c[:, [i["left_ankle"], i["left_toe"], i["right_ankle"], i["right_toe"]]]  # (T, 4, 3)
+    up = trunk
+    for _ in range(2):
+        low = np.argmin(feet @ up, axis=1)
+        pts = feet[np.arange(len(feet)), low]
+        speed = (
+            np.linalg.norm(np.gradient(pts, axis=0), axis=-1) * fps if len(pts) > 2 else np.zeros(len(pts))
+        )
+        pts = pts[speed < 0.3]
+        if len(pts) < 10:
+            return trunk, "trunk"
+        centred = pts - pts.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        spread = s / np.sqrt(len(pts))
+        if spread[1] < 0.25:
+            return trunk, "trunk"
+        normal = vt[2] if vt[2] @ trunk > 0 else -vt[2]
+        if normal @ trunk < np.cos(np.radians(25)):
+            return trunk, "trunk"
+        up = normal
+    return up, "floor"
+
+
+def floor_from_contacts(
+    pos_w: np.ndarray, image: np.ndarray, depth: np.ndarray, fx: float, fps: float, height: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put the feet in contact on the floor: (T, J, 3) world keypoints shifted per frame in z, (T, 2) contacts.
+
+    A foot is in contact when its image points (ankle, heel, toe tip) nearly stop (under ``CONTACT_SPEED``
+    m/s at the subject's depth: immune to depth noise) and it is not clearly above the other foot. The floor
+    height under the contact feet is interpolated across frames without contact, smoothed, and removed, so
+    the root height follows the legs of the standing foot instead of the noisier depth estimate.
+    """
+    from pipeline.motion.process import ANKLE_HEIGHT_RATIO, TOE_HEIGHT_RATIO
+
+    i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
+    t = pos_w.shape[0]
+    sole = np.empty((t, 2))
+    speed = np.empty((t, 2))
+    for s, (side, pts) in enumerate((("left", (L_ANK, 29, L_FOOT)), ("right", (R_ANK, 30, R_FOOT)))):
+        sole[:, s] = np.minimum(
+            pos_w[:, i[f"{side}_ankle"], 2] - ANKLE_HEIGHT_RATIO * height,
+            pos_w[:, i[f"{side}_toe"], 2] - TOE_HEIGHT_RATIO * height,
+        )
+        px_s = (
+            np.linalg.norm(np.gradient(image[:, list(pts)], axis=0), axis=-1) * fps
+            if t > 2
+            else np.zeros((t, 3))
+        )
+        speed[:, s] = px_s.min(axis=1) * depth / fx
+    speed = lowpass(speed, fps, 4.0)
+    contacts = (speed < CONTACT_SPEED) & (sole - sole.min(axis=1, keepdims=True) < CONTACT_RISE)
+    has = contacts.any(axis=1)
+    if has.sum() < 3:
+        return pos_w, contacts
+    floor = np.where(contacts, sole, 0.0).sum(axis=1) / np.maximum(contacts.sum(axis=1), 1)
+    floor = np.interp(np.arange(t), np.flatnonzero(has), floor[has])
+    floor = lowpass(floor, fps, 3.0)
+    out = pos_w.copy()
+    out[..., 2] -= floor[:, None]
+    return out, contacts
+
+
+def plant_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, cutoff_hz: float = 0.3) -> np.ndarray:
+    """Keep feet in contact from sliding: a complementary filter of the horizontal root path.
+
+    Leg odometry (the body moved so the contact feet stay put) gives the fast part of the path, the
+    camera-based path (no drift) the slow part, split at ``cutoff_hz``. (T, J, 3) -> (T, J, 3).
+    """
+    i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
+    t = pos_w.shape[0]
+    if t < 3 or not contacts.any():
+        return pos_w
+    vel = np.zeros((t, 2))
+    for s, side in enumerate(("left", "right")):
+        foot = 0.5 * (pos_w[:, i[f"{side}_ankle"], :2] + pos_w[:, i[f"{side}_toe"], :2])
+        vel += np.where(contacts[:, s : s + 1], np.gradient(foot, axis=0), 0.0)
+    vel /= np.maximum(contacts.sum(axis=1, keepdims=True), 1)
+    shift = -np.cumsum(vel, axis=0)
+    shift -= lowpass(shift, fps, cutoff_hz) if 0.1325 * fps / cutoff_hz < t else shift.mean(axis=0)
+    out = pos_w.copy()
+    out[..., :2] += shift[:, None, :]
+    return out
+
+
+def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float) -> np.ndarray:
+    """Put each foot in contact on the floor (sole at z = 0) by two-bone leg IK (bone lengths kept, knee in
+    its bend plane); the correction fades in and out with the (smoothed) contact. (T, J, 3) -> (T, J, 3)."""
+    from pipeline.motion.process import ANKLE_HEIGHT_RATIO, TOE_HEIGHT_RATIO
+
+    i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
+    out = pos_w.copy()
+    for s, side in enumerate(("left", "right")):
+        h, k, a, o = (i[f"{side}_{n}"] for n in ("hip", "knee", "ankle", "toe"))
+        sole = np.minimum(
+            out[:, a, 2] - ANKLE_HEIGHT_RATIO * height, out[:, o, 2] - TOE_HEIGHT_RATIO * height
+        )
+        weight = lowpass(contacts[:, s].astype(float), fps, 6.0)
+        drop = np.clip(sole, -0.1, 0.1) * weight
+        hip, knee, ankle = out[:, h], out[:, k], out[:, a]
+        l1 = np.linalg.norm(knee - hip, axis=-1)
+        l2 = np.linalg.norm(ankle - knee, axis=-1)
+        target = ankle - drop[:, None] * np.array([0.0, 0.0, 1.0])
+        d = np.linalg.norm(target - hip, axis=-1)
+        d_ok = np.clip(d, np.abs(l1 - l2) + 1e-4, l1 + l2 - 1e-4)
+        u = (target - hip) / np.maximum(d, 1e-9)[:, None]
+        target = hip + d_ok[:, None] * u
+        along = (l1**2 - l2**2 + d_ok**2) / (2 * d_ok)
+        across = np.sqrt(np.maximum(l1**2 - along**2, 0.0))
+        bend = knee - hip
+        bend = unit(bend - np.sum(bend * u, axis=-1, keepdims=True) * u)
+        out[:, k] = hip + along[:, None] * u + across[:, None] * bend
+        out[:, o] += target - ankle
+        out[:, a] = target
+    return out
+
+
+CONTACT_SPEED = 0.35  # m/s
+CONTACT_RISE = 0.08  # m
+
+
+# Rest-pose (T-pose facing +x, z up) primary and secondary axes of each joint's segment frame.
+_X, _Y, _Z = np.eye(3)
+
+
+def segment_rotations(p: np.ndarray, face_fwd: np.ndarray) -> np.ndarray:
+    """(T, J, 4) world rotations relative to a T-pose facing +x, from (T, J, 3) world keypoints (z up)."""
+    i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
+
+    def perp(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        return v - np.sum(v * axis, axis=-1, keepdims=True) * axis
+
+    def frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = unit(a)
+        b = unit(perp(b, a))
+        return np.stack([a, b, np.cross(a, b)], axis=-1)
+
+    def rel(a: np.ndarray, b: np.ndarray, a0: np.ndarray, b0: np.ndarray) -> np.ndarray:
+        f0 = frame(a0[None], b0[None])[0]
+        return frame(a, b) @ f0.T
+
+    t = p.shape[0]
+    rot = np.tile(np.eye(3), (t, len(CANONICAL_JOINTS), 1, 1))
+    pel_left = p[:, i["left_hip"]] - p[:, i["right_hip"]]
+    pel_up = p[:, i["torso"]] - p[:, i["pelvis"]]
+    rot[:, i["pelvis"]] = rel(pel_up, pel_left, _Z, _Y)
+    pel_fwd = unit(np.cross(pel_left, pel_up))
+    chest_left = p[:, i["left_shoulder"]] - p[:, i["right_shoulder"]]
+    chest_up = p[:, i["head"]] - p[:, i["torso"]]
+    rot[:, i["torso"]] = rel(chest_up, chest_left, _Z, _Y)
+    chest_fwd = unit(np.cross(chest_left, chest_up))
+    rot[:, i["head"]] = rel(chest_up, face_fwd, _Z, _X)
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        sh, el, wr = (p[:, i[f"{side}_{n}"]] for n in ("shoulder", "elbow", "wrist"))
+        upper, fore = unit(el - sh), unit(wr - el)
+        bend = perp(fore, upper) + 0.25 * perp(chest_fwd, upper)
+        rot[:, i[f"{side}_shoulder"]] = rel(upper, bend, sgn * _Y, _X)
+        rot[:, i[f"{side}_elbow"]] = rel(fore, bend, sgn * _Y, _X)
+        rot[:, i[f"{side}_wrist"]] = rot[:, i[f"{side}_elbow"]]
+        hip, kn, an, toe = (p[:, i[f"{side}_{n}"]] for n in ("hip", "knee", "ankle", "toe"))
+        thigh, shank = unit(kn - hip), unit(an - kn)
+        fwd = -perp(shank, thigh) + 0.25 * perp(pel_fwd, thigh)
+        rot[:, i[f"{side}_hip"]] = rel(thigh, fwd, -_Z, _X)
+        rot[:, i[f"{side}_knee"]] = rel(shank, fwd, -_Z, _X)
+        rot[:, i[f"{side}_ankle"]] = rel(toe - an, kn - an, _X, _Z)
+        rot[:, i[f"{side}_toe"]] = rot[:, i[f"{side}_ankle"]]
+    q = matrix_to_quat(rot)
+    return np.where(q[..., :1] < 0, -q, q)
