@@ -1,0 +1,132 @@
+"""Robot interfaces: the runtime talks to every robot through ``read`` / ``send``.
+
+``SimInterface`` runs the G1 in MuJoCo in this process (physics advances when a command is sent);
+``DdsInterface`` speaks rt/lowcmd / rt/lowstate to the hardware or to ``mimic sim-robot``. Both describe the
+robot they are connected to (name, joint order, gains) so the runtime can check the bundle against it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.deploy import dds
+from pipeline.deploy.simrobot import SimRobot
+from pipeline.deploy.state import MotorCommand, RobotState
+from pipeline.robot.spec import load_robot
+
+
+class RobotInterface(Protocol):
+    robot: str
+    joint_names: tuple[str, ...]
+    kp: np.ndarray
+    kd: np.ndarray
+    realtime: bool  # True: the runtime paces itself with the wall clock
+    bad_crc: int  # states rejected for a wrong CRC so far
+
+    def read(self) -> RobotState | None: ...
+
+    def build(self, cmd: MotorCommand) -> object:
+        """The transport message for ``cmd`` (the compute part of sending)."""
+        ...
+
+    def publish(self, msg: object) -> None:
+        """Hand a built message to the robot."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Described:
+    def _describe(self, robot: str) -> None:
+        spec = load_robot(robot)
+        self.robot = spec.name
+        self.joint_names = spec.joint_names
+        self.kp, self.kd = spec.kp, spec.kd
+        self.bad_crc = 0
+
+
+class SimInterface(_Described):
+    """MuJoCo in process; each ``send`` advances physics by one control period (``decimation`` steps).
+
+    ``hold_s``: the base is held (harness) until this much simulated time has passed since the first command.
+    """
+
+    def __init__(
+        self, robot: str = "g1", *, control_dt: float, hold_s: float = 0.0, realtime: bool = False
+    ) -> None:
+        self._describe(robot)
+        self.sim = SimRobot(robot, hold_s=hold_s)
+        self.decimation = round(control_dt / self.sim.dt)
+        self.realtime = realtime
+        self.ticks: list[int] = []
+        self.qpos: list[np.ndarray] = []
+        self._tick = 0
+
+    def read(self) -> RobotState:
+        return self.sim.state(time.monotonic(), self._tick)
+
+    def build(self, cmd: MotorCommand) -> MotorCommand:
+        return cmd
+
+    def publish(self, msg: object) -> None:
+        assert isinstance(msg, MotorCommand)
+        self.sim.command = msg
+        for _ in range(self.decimation):
+            self.sim.step()
+            self._tick += 1
+            self.ticks.append(self._tick)
+            self.qpos.append(self.sim.data.qpos.copy())
+
+    def close(self) -> None:
+        pass
+
+
+class DdsInterface(_Described):
+    """The Unitree low-level transport. ``robot`` names the robot on the other side (robots/<robot>)."""
+
+    realtime = True
+
+    def __init__(self, robot: str = "g1", *, domain: int = 0, iface: str | None = None) -> None:
+        self._describe(robot)
+        self.n = len(self.joint_names)
+        self.part = dds.Participant(domain, iface)
+        self.reader = self.part.reader(dds.LOWSTATE_TOPIC, dds.lowstate_type())
+        self.writer = self.part.writer(dds.LOWCMD_TOPIC, dds.lowcmd_type())
+        self.cmd = dds.CommandWriter(self.n)
+        self.mode_machine = 0
+        self._last: RobotState | None = None
+        self._lock = threading.Lock()
+        self.received = 0
+
+    def read(self) -> RobotState | None:
+        """The newest state (reader keeps the last sample only); the previous one if nothing new arrived."""
+        samples = self.reader.take(N=1)
+        now = time.monotonic()
+        for msg in samples:
+            if not hasattr(msg, "motor_state"):  # an invalid sample (writer gone)
+                continue
+            state, ok = dds.state_from_lowstate(msg, self.n, now)
+            if not ok:
+                self.bad_crc += 1
+                continue
+            self.bad_crc = 0
+            self.mode_machine = int(msg.mode_machine)
+            self.received += 1
+            self._last = state
+        return self._last
+
+    def build(self, cmd: MotorCommand) -> object:
+        """The LowCmd_ for ``cmd`` with its CRC (the compute part of sending)."""
+        return self.cmd.fill(cmd, mode_machine=self.mode_machine)
+
+    def publish(self, msg: object) -> None:
+        self.writer.write(msg)
+
+    def close(self) -> None:
+        for ent in ("writer", "reader"):
+            if hasattr(self, ent):
+                delattr(self, ent)

@@ -1,0 +1,300 @@
+"""The deploy runtime: a fixed-rate loop that reads the robot, builds observations, infers, and commands.
+
+Phases: WAIT (first state) -> SOFT_START (cosine ramp from the measured pose to the default pose, then a short
+settle) -> POLICY (one reference frame per control step) -> END (damping). Any fault (see
+:mod:`pipeline.deploy.safety`) or an e-stop (SIGINT/SIGTERM, or the keys q/e/space on a TTY) switches to
+damping for ``damping_s`` and ends the run with a message. ``dry_run`` builds every command but publishes none.
+Every run writes a log (pipeline/deploy/README.md, "Run log").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.deploy.contract import Bundle, check_robot
+from pipeline.deploy.interfaces import RobotInterface
+from pipeline.deploy.observation import AnchorChain
+from pipeline.deploy.observer import Observer
+from pipeline.deploy.policy import ObsHistory, OnnxPolicy
+from pipeline.deploy.safety import Fault, SafetyConfig, check_state, limit_targets, soft_start_targets
+from pipeline.deploy.state import MotorCommand, RobotState
+from pipeline.io import save_npz
+
+LOG_FORMAT = "mimic.DeployLog"
+LOG_VERSION = 1
+
+
+class Phase(IntEnum):
+    WAIT = 0
+    SOFT_START = 1
+    POLICY = 2
+    END = 3
+    DAMPING = 4
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dry_run: bool = False
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    keyboard: bool = True  # e-stop keys when stdin is a TTY
+    max_policy_steps: int | None = None  # default: the whole reference motion
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # "completed" | "fault" | "estop"
+    fault: Fault
+    message: str
+    policy_steps: int
+    log: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class Runtime:
+    """Runs one bundle on one robot interface. Refuses (ContractMismatch) a bundle made for another robot."""
+
+    def __init__(self, bundle: Bundle, iface: RobotInterface, cfg: RunConfig | None = None) -> None:
+        c = bundle.contract
+        check_robot(c, robot=iface.robot, joint_names=iface.joint_names, kp=iface.kp, kd=iface.kd,
+                    where=bundle.root / "deploy.json")  # fmt: skip
+        self.bundle, self.iface, self.cfg = bundle, iface, cfg or RunConfig()
+        self.c = c
+        self.policy = OnnxPolicy(
+            bundle.policy_path, obs_size=c.obs_size * c.history, num_actions=c.num_joints
+        )
+        self.observer = Observer(c, bundle.motion, AnchorChain.from_json(c.anchor_chain))
+        self.history = ObsHistory(c.history, c.obs_size)
+        self.max_torque = c.effort_limit * self.cfg.safety.torque_limit_fraction
+        self._estop: str | None = None
+
+    # ---- e-stop ---------------------------------------------------------------------------------------------
+
+    def estop(self, why: str) -> None:
+        self._estop = self._estop or why
+
+    @contextlib.contextmanager
+    def _estop_sources(self) -> Iterator[None]:
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(
+                    sig, lambda s, _f: self.estop(f"e-stop: {signal.Signals(s).name}")
+                )
+        stop = threading.Event()
+        keys = None
+        if self.cfg.keyboard and sys.stdin.isatty():
+            keys = threading.Thread(target=self._watch_keys, args=(stop,), daemon=True)
+            keys.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if keys is not None:
+                keys.join(timeout=0.5)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _watch_keys(self, stop: threading.Event) -> None:
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        try:
+            tty.setcbreak(fd)
+            while not stop.is_set():
+                if select.select([fd], [], [], 0.05)[0]:
+                    key = os.read(fd, 1).decode(errors="replace")
+                    if key in ("q", "e", " "):
+                        self.estop(f"e-stop: key '{key}'")
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+
+    def policy_step(
+        self, state: RobotState, k: int, last_action: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(observation (H*D,), raw action (N,)) at reference frame k."""
+        obs = self.history.push(self.observer.frame(state, k, last_action))
+        return obs, self.policy(obs)
+
+    def run(self) -> RunResult:
+        c, cfg, iface = self.c, self.cfg, self.iface
+        n, d = c.num_joints, c.obs_size * c.history
+        dt = c.control_dt
+        steps = c.motion.get("frames", self.bundle.motion.num_frames)
+        steps = min(int(steps), cfg.max_policy_steps or int(steps))
+        log = _Log(n, d)
+        phase, fault, message = Phase.WAIT, Fault.NONE, ""
+        state: RobotState | None = None
+        q_start = c.default_joint_pos
+        t_phase = 0.0
+        k = 0
+        last_action = np.zeros(n)
+        t0 = time.monotonic()
+        next_tick = t0
+        end_at = math.inf
+        tick = -1
+        with self._estop_sources():
+            while True:
+                tick += 1
+                t_ctrl = (
+                    tick * dt
+                )  # phase timing runs on control ticks (the sim may run faster than real time)
+                if iface.realtime:
+                    next_tick += dt
+                    delay = next_tick - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    elif delay < -dt:  # overran by more than a period: do not try to catch up
+                        next_tick = time.monotonic()
+                t_tick = time.monotonic()
+                try:
+                    state = iface.read()
+                except Exception as e:  # the transport failed: report it, then damp
+                    state, fault, message = None, Fault.INTERFACE, f"reading the robot state failed: {e}"
+                t_read = time.monotonic()
+                now = t_read
+                if fault == Fault.NONE:
+                    fault, message = check_state(state, now, cfg.safety, t0)
+                if fault == Fault.NONE and getattr(iface, "bad_crc", 0) >= cfg.safety.bad_crc_limit:
+                    fault = Fault.BAD_CRC
+                    message = f"{iface.bad_crc} consecutive robot states had a wrong CRC"
+                if fault == Fault.NONE and self._estop:
+                    fault, message = Fault.ESTOP, self._estop
+                obs = action = None
+                t_obs = t_read
+                if fault != Fault.NONE and phase not in (Phase.DAMPING,):
+                    phase, end_at = Phase.DAMPING, t_ctrl + cfg.safety.damping_s
+                if phase == Phase.WAIT and state is not None:
+                    phase, t_phase, q_start = Phase.SOFT_START, t_ctrl, state.joint_pos.copy()
+                if phase == Phase.SOFT_START and state is not None:
+                    if t_ctrl - t_phase >= cfg.safety.soft_start_s + cfg.safety.settle_s - 1e-9:
+                        phase = Phase.POLICY
+                        self.observer.start(state)
+                if phase == Phase.POLICY and state is not None and k >= steps:
+                    phase, end_at = Phase.END, t_ctrl + cfg.safety.damping_s
+                cmd: MotorCommand | None = None
+                clipped = 0
+                if phase == Phase.SOFT_START and state is not None:
+                    target = soft_start_targets(
+                        q_start, c.default_joint_pos, t_ctrl - t_phase, cfg.safety.soft_start_s
+                    )
+                    target, clipped = limit_targets(target, state, c.kp, c.kd, c.joint_pos_lower,
+                                                    c.joint_pos_upper, self.max_torque)  # fmt: skip
+                    cmd = MotorCommand.position(target, c.kp, c.kd)
+                elif phase == Phase.POLICY and state is not None:
+                    obs, action = self.policy_step(state, k, last_action)
+                    t_obs = time.monotonic()
+                    if not np.isfinite(action).all():
+                        fault, message = Fault.NAN_ACTION, f"policy output is not finite at frame {k}"
+                        phase, end_at = Phase.DAMPING, t_ctrl + cfg.safety.damping_s
+                    else:
+                        target = c.default_joint_pos + c.action_scale * action
+                        target, clipped = limit_targets(target, state, c.kp, c.kd, c.joint_pos_lower,
+                                                        c.joint_pos_upper, self.max_torque)  # fmt: skip
+                        cmd = MotorCommand.position(target, c.kp, c.kd)
+                        last_action = action
+                        k += 1
+                if phase in (Phase.DAMPING, Phase.END) or (phase == Phase.WAIT and fault != Fault.NONE):
+                    q_hold = (
+                        state.joint_pos if state is not None and state.is_finite() else c.default_joint_pos
+                    )
+                    cmd = MotorCommand.damping(q_hold, c.kd)
+                msg = iface.build(cmd) if cmd is not None else None
+                t_built = time.monotonic()
+                if msg is not None and not cfg.dry_run:
+                    try:
+                        iface.publish(msg)
+                    except Exception as e:
+                        if fault == Fault.NONE:
+                            fault, message = Fault.INTERFACE, f"sending the command failed: {e}"
+                        break
+                t_sent = time.monotonic()
+                log.add(t_tick - t0, phase, k - 1 if obs is not None else -1, state, now, obs, action, cmd,
+                        clipped, fault, (t_read - t_tick, t_obs - t_read, t_built - t_read, t_sent - t_built))  # fmt: skip
+                if phase in (Phase.DAMPING, Phase.END) and t_ctrl >= end_at - 1e-9:
+                    break
+        status = "completed" if fault == Fault.NONE else ("estop" if fault == Fault.ESTOP else "fault")
+        if status == "completed":
+            message = f"tracked {k} reference frames"
+        meta = {
+            "status": status,
+            "fault": fault.name,
+            "message": message,
+            "policy_steps": k,
+            "dry_run": cfg.dry_run,
+            "interface": type(iface).__name__,
+            "robot": iface.robot,
+            "control_dt": dt,
+            "bundle": str(self.bundle.root),
+            "policy_sha256": c.policy["sha256"],
+            "motion_sha256": c.motion["sha256"],
+        }
+        return RunResult(status, fault, message, k, log.arrays(meta))
+
+
+class _Log:
+    """Per-tick rows, stacked into the run log (see pipeline/deploy/README.md)."""
+
+    def __init__(self, n: int, d: int) -> None:
+        self.n, self.d = n, d
+        self.rows: dict[str, list[Any]] = {}
+
+    def add(self, t: float, phase: Phase, frame: int, state: RobotState | None, now: float,
+            obs: np.ndarray | None, action: np.ndarray | None, cmd: MotorCommand | None, clipped: int,
+            fault: Fault, times: tuple[float, float, float, float]) -> None:  # fmt: skip
+        nan_n, nan3, nan4 = np.full(self.n, np.nan), np.full(3, np.nan), np.full(4, np.nan)
+        row = {
+            "t": t,
+            "phase": int(phase),
+            "frame": frame,
+            "fault": int(fault),
+            "clipped": clipped,
+            "state_tick": -1 if state is None else state.tick,
+            "state_age_ms": np.nan if state is None else (now - state.stamp) * 1e3,
+            "joint_pos": nan_n if state is None else state.joint_pos,
+            "joint_vel": nan_n if state is None else state.joint_vel,
+            "joint_tau": nan_n if state is None else state.joint_tau,
+            "imu_quat": nan4 if state is None else state.imu_quat,
+            "imu_gyro": nan3 if state is None else state.imu_gyro,
+            "imu_acc": nan3 if state is None else state.imu_acc,
+            "obs": np.full(self.d, np.nan) if obs is None else obs,
+            "action": nan_n if action is None else action,
+            "cmd_q": nan_n if cmd is None else cmd.q,
+            "cmd_kp": nan_n if cmd is None else cmd.kp,
+            "cmd_kd": nan_n if cmd is None else cmd.kd,
+            "read_ms": times[0] * 1e3,
+            "obs_infer_ms": times[1] * 1e3,
+            "compute_ms": times[2] * 1e3,
+            "send_ms": times[3] * 1e3,
+        }
+        for key, v in row.items():
+            self.rows.setdefault(key, []).append(v)
+
+    def arrays(self, meta: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {k: np.asarray(v) for k, v in self.rows.items()}
+        out["meta"] = meta
+        return out
+
+
+def save_log(path: str | Path, log: dict[str, Any]) -> None:
+    save_npz(path, LOG_FORMAT, LOG_VERSION, log)

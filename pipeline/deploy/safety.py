@@ -1,0 +1,97 @@
+"""The runtime's safety layer: state checks, command limits, and the fault codes the run log records.
+
+Every fault switches the runtime to damping mode (kp = 0, kd from the contract, no feed-forward) and ends the
+run with a message naming the fault; nothing here raises.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from pipeline.deploy.state import RobotState
+
+
+class Fault(IntEnum):
+    NONE = 0
+    NO_STATE = 1  # no state ever arrived
+    STALE_STATE = 2  # the newest state is older than the watchdog
+    BAD_CRC = 3  # states arrive with a wrong CRC
+    NAN_STATE = 4
+    NAN_ACTION = 5
+    TILT = 6  # fall detection
+    ESTOP = 7  # signal or key
+    INTERFACE = 8  # the transport failed
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Limits of the runtime (all seconds / radians / fractions)."""
+
+    watchdog_s: float = 0.1
+    first_state_timeout_s: float = 3.0
+    max_tilt_deg: float = 60.0
+    torque_limit_fraction: float = 1.0
+    soft_start_s: float = 2.0
+    settle_s: float = 0.5
+    damping_s: float = 1.0
+    bad_crc_limit: int = 10
+
+
+def tilt_deg(imu_quat: np.ndarray) -> float:
+    """Angle between the IMU body's z axis and the world's z axis, degrees."""
+    _, x, y, _ = imu_quat / np.linalg.norm(imu_quat)
+    cos_tilt = 1.0 - 2.0 * (x * x + y * y)  # (R e_z) . e_z
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
+
+
+def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started: float) -> tuple[Fault, str]:
+    """The first fault a state shows, or (Fault.NONE, "")."""
+    if state is None:
+        if now - started > cfg.first_state_timeout_s:
+            return Fault.NO_STATE, f"no robot state received within {cfg.first_state_timeout_s:g} s"
+        return Fault.NONE, ""
+    age = now - state.stamp
+    if age > cfg.watchdog_s:
+        return (
+            Fault.STALE_STATE,
+            f"robot state is {age * 1e3:.0f} ms old (watchdog {cfg.watchdog_s * 1e3:.0f} ms)",
+        )
+    if not state.is_finite():
+        return Fault.NAN_STATE, "robot state contains NaN or infinite values"
+    tilt = tilt_deg(state.imu_quat)
+    if tilt > cfg.max_tilt_deg:
+        return Fault.TILT, f"fall detected: base tilted {tilt:.0f} deg (limit {cfg.max_tilt_deg:g} deg)"
+    return Fault.NONE, ""
+
+
+def limit_targets(
+    target: np.ndarray,
+    state: RobotState,
+    kp: np.ndarray,
+    kd: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    max_torque: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Clip position targets to the joint range and to what keeps the PD torque within ``max_torque``.
+
+    tau = kp (target - q) - kd dq  =>  target within q + (+-max_torque + kd dq) / kp.
+    Returns (targets, number of joints clipped).
+    """
+    q, dq = state.joint_pos, state.joint_vel
+    lo = np.maximum(lower, q + (-max_torque + kd * dq) / kp)
+    hi = np.minimum(upper, q + (max_torque + kd * dq) / kp)
+    hi = np.maximum(hi, lo)  # outside the range already: stay at the nearest bound
+    out = np.clip(target, lo, hi)
+    return out, int(np.count_nonzero(out != target))
+
+
+def soft_start_targets(q_start: np.ndarray, q_default: np.ndarray, t: float, duration: float) -> np.ndarray:
+    """Smooth (cosine) ramp from the measured pose to the default pose over ``duration`` seconds."""
+    s = 1.0 if duration <= 0 else min(1.0, max(0.0, t / duration))
+    a = 0.5 - 0.5 * math.cos(math.pi * s)
+    return (1.0 - a) * q_start + a * q_default
