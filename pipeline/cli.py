@@ -73,6 +73,63 @@ def _add_add_clip(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+@command
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy", help="run a policy bundle on a robot (in-process MuJoCo or DDS), with safety"
+    )
+    p.add_argument("--bundle", required=True, help="bundle folder (policy.onnx, deploy.json, motion.npz)")
+    p.add_argument("--robot", choices=["sim", "dds"], default="sim", help="robot interface")
+    p.add_argument("--iface", default=None, help="network interface for DDS (e.g. eth0, lo)")
+    p.add_argument("--domain", type=int, default=0, help="DDS domain id")
+    p.add_argument("--model", default="g1", help="the connected robot (robots/<name>)")
+    p.add_argument("--dry-run", action="store_true", help="build every command but publish none")
+    p.add_argument("--log", default=None, help="run log .npz (default build/deploy-logs/deploy-<time>.npz)")
+    p.add_argument("--hold-s", type=float, default=2.5, help="sim only: harness holds the base this long")
+
+    def run(a: argparse.Namespace) -> int:
+        from pipeline.deploy.run import deploy, summary
+
+        result = deploy(a.bundle, a.robot, iface=a.iface, domain=a.domain, robot=a.model, dry_run=a.dry_run,
+                        log_path=a.log, hold_s=a.hold_s)  # fmt: skip
+        stats = ", ".join(f"{k} {v:.3f}" for k, v in summary(result).items())
+        print(f"mimic deploy: {result.message} ({stats})")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+@command
+def _add_sim_robot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sim-robot", help="the G1 in MuJoCo behind rt/lowcmd / rt/lowstate (DDS), like the hardware"
+    )
+    p.add_argument("--model", default="g1", help="robot (robots/<name>)")
+    p.add_argument("--domain", type=int, default=0, help="DDS domain id")
+    p.add_argument("--iface", default="lo", help="network interface ('auto' lets CycloneDDS choose)")
+    p.add_argument(
+        "--hold-s", type=float, default=0.0, help="harness holds the base this long after the first command"
+    )
+    p.add_argument("--duration", type=float, default=None, help="stop after this much simulated time (s)")
+    p.add_argument("--record", default=None, help="write the trajectory (.npz) on exit")
+    p.add_argument(
+        "--fault", default="none", choices=["none", "drop", "stall", "bad-crc"], help="fault injection"
+    )
+    p.add_argument("--fault-at", type=float, default=0.0, help="simulated time (s) the fault starts")
+
+    def run(a: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from pipeline.deploy.bridge import BridgeConfig, serve
+
+        return serve(BridgeConfig(
+            robot=a.model, domain=a.domain, iface=None if a.iface == "auto" else a.iface, hold_s=a.hold_s,
+            duration_s=a.duration, fault=a.fault, fault_at=a.fault_at, record=Path(a.record) if a.record else None,
+        ))  # fmt: skip
+
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimic", description="Human motion to a humanoid tracking policy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
