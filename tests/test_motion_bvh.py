@@ -212,3 +212,34 @@ def test_mixamo_names_with_prefix(tmp_path: Path) -> None:
     m = read_bvh(f)
     assert m.source["skeleton"] == "mixamo"
     assert m.source["joints"]["torso"] == "mixamorig:Spine2"
+
+
+def test_t_pose_skeleton_gives_the_same_rotations(tmp_path: Path) -> None:
+    """Rotations are expressed against one canonical rest pose (arms down), whatever the skeleton's rest:
+    a T-pose skeleton with its arms rotated down reads exactly like the arms-down skeleton at rest."""
+    zero = {"Z": 0.0, "X": 0.0, "Y": 0.0}
+    down = _two_joint_bvh("Zrotation Xrotation Yrotation", zero)
+    t_pose = down
+    for side, x in (("Left", 1), ("Right", -1)):
+        for joint, length in (("ForeArm", 28), ("Hand", 25)):
+            t_pose = t_pose.replace(
+                f"JOINT {side}{joint} {{ OFFSET 0 -{length} 0",
+                f"JOINT {side}{joint} {{ OFFSET {x * length} 0 0",
+            )
+        t_pose = t_pose.replace(
+            f"JOINT {side}Hand {{ OFFSET {x * 25} 0 0 CHANNELS 3 Zrotation Yrotation Xrotation\n            End Site {{ OFFSET 0 -8 0 }}",
+            f"JOINT {side}Hand {{ OFFSET {x * 25} 0 0 CHANNELS 3 Zrotation Yrotation Xrotation\n            End Site {{ OFFSET {x * 8} 0 0 }}",
+        )
+    assert t_pose.count("OFFSET 28 0 0") == 1 and t_pose.count("OFFSET -25 0 0") == 1
+    head, motion = t_pose.split("MOTION")
+    rows = [r.split() for r in motion.strip().splitlines()[2:]]
+    for r in rows:
+        r[45], r[57] = "-90", "90"  # LeftArm / RightArm Zrotation: arms down from the T-pose
+    t_pose = head + "MOTION\nFrames: 2\nFrame Time: 0.01\n" + "\n".join(" ".join(r) for r in rows) + "\n"
+    (tmp_path / "down.bvh").write_text(down)
+    (tmp_path / "t.bvh").write_text(t_pose)
+    a, b = read_bvh(tmp_path / "down.bvh", unit="cm"), read_bvh(tmp_path / "t.bvh", unit="cm")
+    np.testing.assert_allclose(a.pos_w, b.pos_w, atol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(a.quat_w * b.quat_w, axis=-1)), 1.0, atol=1e-9)
+    rest = np.array(b.source["rest_pos"])
+    assert rest[b.index("left_wrist"), 1] > rest[b.index("left_elbow"), 1] > rest[b.index("left_shoulder"), 1]

@@ -282,6 +282,8 @@ def read_bvh(
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         raise InputError(origin, f"cannot read: {e.strerror}") from None
+    if not text.strip():
+        raise InputError(origin, "empty file")
     data = parse_bvh(text, origin)
     skel = data.skeleton
     mapping = load_joint_map(joint_map, origin) if joint_map is not None else None
