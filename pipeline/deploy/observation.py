@@ -190,7 +190,10 @@ def anchor_chain_from_model(model, pelvis: str, anchor: str) -> AnchorChain:  # 
         b = int(model.body_parentid[b])
     chain.reverse()
     hinge_rank = {
-        j: k for k, j in enumerate(i for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE)
+        j: k
+        for k, j in enumerate(
+            i for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE
+        )
     }
     idx, bq, ax = [], [], []
     pending = np.array([1.0, 0.0, 0.0, 0.0])
@@ -209,7 +212,7 @@ def anchor_chain_from_model(model, pelvis: str, anchor: str) -> AnchorChain:  # 
 
 def projected_gravity(base_quat_w: np.ndarray) -> np.ndarray:
     """(B, 4) -> (B, 3) gravity direction in the base frame."""
-    return quat_rotate_inv(base_quat_w, np.broadcast_to(GRAVITY_W, base_quat_w.shape[:-1] + (3,)))
+    return quat_rotate_inv(base_quat_w, np.broadcast_to(GRAVITY_W, (*base_quat_w.shape[:-1], 3)))
 
 
 def anchor_ori_error(ref_anchor_quat_w: np.ndarray, anchor_quat_w: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Batched MuJoCo simulation of the tracking task (backend, reference, randomization, terms, task)."""

@@ -1,0 +1,130 @@
+"""Batched simulator backends: N copies of one robot model stepped natively, with per-env model parameters.
+
+The task code (pipeline/sim/task.py) talks only to :class:`Backend`: live ``(E, ...)`` numpy views of the
+state (``qpos``, ``qvel``) and of derived fields at the *current* state (``xpos``, ``xquat``, ``cvel``,
+``subtree_com``, ``cfrc_ext``, ``sensordata``), one ``step(ctrl)`` per policy step taking a control per
+physics substep, ``forward(ids)`` after writing states, and ``param(name)`` for per-env model parameters
+(domain randomization without recompiling). A GPU backend (MuJoCo Warp / MJX) implements the same surface.
+
+:class:`CpuBatch` is ``mujoco.batch.Batch`` (MuJoCo >= 4.0): the simulations run on ``nthread`` native
+threads, bit-identical to a loop of ``mj_step`` over one MjData per env; a model field made per-env with
+``Batch.expand`` costs nothing at step time (each simulation reads its own row).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import mujoco
+import mujoco.batch
+import numpy as np
+
+from pipeline.robot.model import build_spec
+from pipeline.robot.spec import RobotSpec
+
+TERRAIN_SIZE_M = 40.0  # half-width of the heightfield, m
+TERRAIN_RES = 321  # samples per side (0.25 m)
+IMU_SITE = "imu_in_pelvis"
+
+
+def build_model(
+    robot: RobotSpec, *, timestep: float, terrain: bool = False, terrain_max: float = 0.0, seed: int = 0
+) -> mujoco.MjModel:
+    """The simulation model: robot.yaml's PD actuators, ``timestep``, a pelvis accelerometer (which makes
+    MuJoCo compute ``cfrc_ext``, the contact forces on every body) and a floor; with ``terrain`` the floor
+    is a heightfield of random bumps whose amplitude is a per-env parameter (``hfield_size[:, 2]``)."""
+    spec = build_spec(robot, floor=not terrain)
+    spec.option.timestep = timestep
+    s = spec.add_sensor()
+    s.name = "imu_acc"
+    s.type = mujoco.mjtSensor.mjSENS_ACCELEROMETER
+    s.objtype = mujoco.mjtObj.mjOBJ_SITE
+    s.objname = IMU_SITE
+    if terrain:
+        rng = np.random.default_rng(seed)
+        hf = spec.add_hfield()
+        hf.name = "terrain"
+        hf.nrow = hf.ncol = TERRAIN_RES
+        hf.size = [TERRAIN_SIZE_M, TERRAIN_SIZE_M, max(terrain_max, 1e-4), 0.1]
+        hf.userdata = rng.uniform(0.0, 1.0, TERRAIN_RES * TERRAIN_RES).tolist()
+        g = spec.worldbody.add_geom()
+        g.name = "floor"
+        g.type = mujoco.mjtGeom.mjGEOM_HFIELD
+        g.hfieldname = "terrain"
+        spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+    return spec.compile()
+
+
+class Backend(ABC):
+    """A batch of ``num_envs`` simulations of one model (see the module docstring)."""
+
+    model: mujoco.MjModel
+    num_envs: int
+    qpos: np.ndarray  # (E, nq) live state
+    qvel: np.ndarray  # (E, nv)
+    xpos: np.ndarray  # (E, nbody, 3) world body positions at the current state
+    xquat: np.ndarray  # (E, nbody, 4)
+    cvel: np.ndarray  # (E, nbody, 6) [ang, lin] about subtree_com[:, 0 root]
+    subtree_com: np.ndarray  # (E, nbody, 3)
+    cfrc_ext: np.ndarray  # (E, nbody, 6) contact wrench on each body, from the last substep
+    sensordata: np.ndarray  # (E, nsensordata)
+
+    @abstractmethod
+    def step(self, ctrl: np.ndarray) -> None:
+        """Advance every env by ``ctrl.shape[1]`` physics steps; ``ctrl`` (E, nsub, nu) is each substep's."""
+
+    @abstractmethod
+    def forward(self, ids: np.ndarray | None = None) -> None:
+        """Recompute the derived fields of ``ids`` after their state was written (e.g. at reset)."""
+
+    @abstractmethod
+    def param(self, name: str) -> np.ndarray:
+        """Live writable per-env values (E, ...) of the MjModel field ``name`` (e.g. ``body_mass``)."""
+
+    @abstractmethod
+    def env_model(self, i: int) -> mujoco.MjModel:
+        """A standalone MjModel of env i with its per-env parameters (for tests, rendering, replay)."""
+
+    def body_lin_vel_w(self, body_ids: np.ndarray) -> np.ndarray:
+        """(E, K, 3) world linear velocity of the body origins (from cvel, as mj_objectVelocity)."""
+        c = self.cvel[:, body_ids]
+        arm = self.xpos[:, body_ids] - self.subtree_com[:, 1:2]
+        return c[..., 3:] + np.cross(c[..., :3], arm)
+
+    def body_ang_vel_w(self, body_ids: np.ndarray) -> np.ndarray:
+        return self.cvel[:, body_ids, :3]
+
+
+class CpuBatch(Backend):
+    """``mujoco.batch.Batch`` on CPU threads."""
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, *, nthread: int = 2) -> None:
+        self.model = model
+        self.num_envs = num_envs
+        self._batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
+        b = self._batch
+        self.qpos, self.qvel, self.ctrl = b.bind("qpos"), b.bind("qvel"), b.bind("ctrl")
+        self.xpos, self.xquat, self.cvel = b.bind("xpos"), b.bind("xquat"), b.bind("cvel")
+        self.subtree_com, self.cfrc_ext = b.bind("subtree_com"), b.bind("cfrc_ext")
+        self.sensordata = b.bind("sensordata")
+        self._params: dict[str, np.ndarray] = {}
+
+    def step(self, ctrl: np.ndarray) -> None:
+        nsub = ctrl.shape[1]
+        for k in range(nsub):
+            self.ctrl[:] = ctrl[:, k]
+            # the last substep also computes positions/velocities at the new state (observations)
+            self._batch.step(
+                stage=mujoco.mjtStage.mjSTAGE_VEL if k == nsub - 1 else mujoco.mjtStage.mjSTAGE_NONE
+            )
+
+    def forward(self, ids: np.ndarray | None = None) -> None:
+        self._batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
+
+    def param(self, name: str) -> np.ndarray:
+        if name not in self._params:
+            self._params[name] = self._batch.expand(name)
+        return self._params[name]
+
+    def env_model(self, i: int) -> mujoco.MjModel:
+        return self._batch.get_model(i)

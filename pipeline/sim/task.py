@@ -1,0 +1,228 @@
+"""The BeyondMimic-style motion-tracking task over a batched backend (numpy, whole batches, no per-env loops).
+
+API (used by pipeline/learn and by distillation)::
+
+    env = TrackingEnv(cfg, motions, names)          # cfg: pipeline.sim.config.TrainConfig
+    obs = env.reset()                               # {"actor": (E, Da), "critic": (E, Dc)} float32
+    obs, reward, terminated, time_out, info = env.step(actions)   # actions (E, N) raw policy outputs
+    env.num_envs, env.num_actions, env.actor_layout, env.obs_sizes, env.max_episode_steps
+    env.set_eval(clips, steps)                      # deterministic starts at frame 0 of `clips`, fixed lengths
+
+Joint targets are ``default + action_scale * action`` (robot.yaml), held through ``decimation`` physics steps
+of the position servos; with action latency the previous target stays on for the first substeps. Envs that
+terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
+per-env ``mpkpe_m`` and ``joint_err`` of the step before any reset, and the reward terms' batch means.
+The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.deploy import observation as dob
+from pipeline.robot.motion import RobotMotion
+from pipeline.robot.spec import load_robot
+from pipeline.sim import terms
+from pipeline.sim.backend import Backend, CpuBatch, build_model
+from pipeline.sim.config import TrainConfig
+from pipeline.sim.randomization import Randomizer
+from pipeline.sim.reference import AdaptiveSampler, MotionReference
+
+
+class TrackingEnv:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        motions: Sequence[RobotMotion],
+        names: Sequence[str],
+        *,
+        num_envs: int | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.robot = load_robot(cfg.robot)
+        rnd = cfg.randomization
+        if backend is None:
+            model = build_model(
+                self.robot,
+                timestep=cfg.sim.timestep,
+                terrain=rnd.terrain.enabled,
+                terrain_max=rnd.terrain.range[1],
+                seed=cfg.seed,
+            )
+            backend = CpuBatch(model, num_envs or cfg.num_envs, nthread=cfg.sim.nthread)
+        self.backend = backend
+        m = backend.model
+        self.num_envs = e = backend.num_envs
+        self.num_actions = n = self.robot.num_joints
+        self.dt = cfg.control_dt
+        body_names = tuple(m.body(i).name for i in range(1, m.nbody))
+        self.ref = MotionReference(motions, names, self.dt, self.robot, body_names)
+        bid = {name: i + 1 for i, name in enumerate(body_names)}  # model body ids
+        b = self.robot.bodies
+        self.pelvis = bid[b["pelvis"]]
+        self.anchor = bid[b["anchor"]]
+        self.tracked = np.array([bid[x] for x in b["tracked"]])
+        self.end_effectors = np.array([bid[x] for x in (*b["feet"], *b["hands"])])
+        self.feet = np.array([bid[x] for x in b["feet"]])
+        allowed = {*b["feet"], *b["hands"]}
+        self.undesired = np.array([i for name, i in bid.items() if name not in allowed])
+        self.default = self.robot.default_pos
+        self.action_scale = self.robot.action_scale
+        lo, hi = m.jnt_range[1:, 0], m.jnt_range[1:, 1]
+        mid, half = (lo + hi) / 2, (hi - lo) / 2
+        self.soft_lo, self.soft_hi = mid - 0.9 * half, mid + 0.9 * half
+        self.actor_layout = dob.actor_layout(n)
+        self.noise_width = self._noise_width()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.randomizer = Randomizer(rnd, self.robot, backend, self.anchor)
+        s = cfg.sampling
+        self.sampler = AdaptiveSampler(self.ref, s.bin_s, s.uniform_ratio, s.alpha, s.adaptive, self.rng)
+        self.max_episode_steps = round(cfg.episode_s / self.dt)
+        # per-env episode state
+        self.clip = np.zeros(e, dtype=np.int64)
+        self.start = np.zeros(e, dtype=np.int64)
+        self.steps = np.zeros(e, dtype=np.int64)
+        self.limit = np.full(e, self.max_episode_steps, dtype=np.int64)
+        self.last_action = np.zeros((e, n))
+        self.prev_ctrl = np.tile(self.default, (e, 1))
+        self.next_push = np.zeros(e)
+        self._eval: tuple[np.ndarray, np.ndarray] | None = None
+        self.obs: dict[str, np.ndarray] = {}
+
+    # ---- layout ------------------------------------------------------------------------------------------
+
+    def _noise_width(self) -> np.ndarray:
+        widths = []
+        for t in self.actor_layout:
+            w = getattr(self.cfg.noise, t.name, 0.0)
+            widths.append(np.full(t.size, w))
+        return np.concatenate(widths)
+
+    @property
+    def obs_sizes(self) -> dict[str, int]:
+        return {k: v.shape[1] for k, v in self.obs.items()}
+
+    # ---- episodes ----------------------------------------------------------------------------------------
+
+    def set_eval(self, clips: np.ndarray, steps: np.ndarray) -> None:
+        """Evaluation: env i replays clip ``clips[i]`` from frame 0 for ``steps[i]`` policy steps (no adaptive
+        sampling). Call :meth:`reset` afterwards."""
+        self._eval = (np.asarray(clips, dtype=np.int64), np.asarray(steps, dtype=np.int64))
+
+    def reset(self) -> dict[str, np.ndarray]:
+        self._reset(np.arange(self.num_envs))
+        self.obs = self._observe(self._reference())
+        return self.obs
+
+    def _reset(self, ids: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        if self._eval is not None:
+            clip, frame = self._eval[0][ids], np.zeros(ids.size, dtype=np.int64)
+            self.limit[ids] = self._eval[1][ids]
+        else:
+            clip, frame = self.sampler.sample(ids.size)
+            self.limit[ids] = self.max_episode_steps
+        self.clip[ids], self.start[ids], self.steps[ids] = clip, frame, 0
+        self.randomizer.sample(ids, self.rng)
+        ref = self.ref.at(clip, frame)
+        be = self.backend
+        root_quat = ref["body_quat_w"][:, 0]
+        be.qpos[ids, :3] = ref["body_pos_w"][:, 0]
+        be.qpos[ids, 3:7] = root_quat
+        be.qpos[ids, 7:] = ref["joint_pos"]
+        be.qvel[ids, :3] = ref["body_lin_vel_w"][:, 0]
+        be.qvel[ids, 3:6] = dob.quat_rotate_inv(root_quat, ref["body_ang_vel_w"][:, 0])
+        be.qvel[ids, 6:] = ref["joint_vel"]
+        self.last_action[ids] = 0.0
+        self.prev_ctrl[ids] = ref["joint_pos"] - self.randomizer.params.calibration_offset[ids]
+        lo, hi = self.cfg.randomization.push_interval
+        self.next_push[ids] = self.rng.uniform(lo, hi, ids.size)
+        be.forward(ids)
+
+    def _reference(self) -> dict[str, np.ndarray]:
+        return self.ref.at(self.clip, self.start + self.steps)
+
+    # ---- stepping ----------------------------------------------------------------------------------------
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        cfg, be, p = self.cfg, self.backend, self.randomizer.params
+        actions = np.asarray(actions, dtype=np.float64)
+        ctrl = self.default + self.action_scale * actions - p.calibration_offset
+        dec = cfg.sim.decimation
+        sub = np.arange(dec)[None, :, None]
+        seq = np.where(sub < p.latency_steps[:, None, None], self.prev_ctrl[:, None, :], ctrl[:, None, :])
+        be.step(seq)
+        self.prev_ctrl = ctrl
+        self.steps += 1
+        self._push()
+        ref = self._reference()
+        state = terms.robot_state(be, self.anchor, self.pelvis, self.tracked)
+        rew, parts = terms.rewards(cfg.reward, state, ref, self, actions)
+        self.last_action = actions
+        terminated = terms.terminations(cfg.termination, state, ref, self)
+        time_out = (self.steps >= self.limit) | ref["done"]
+        time_out &= ~terminated
+        info = {
+            "mpkpe_m": np.linalg.norm(
+                state["body_pos_w"] - ref["body_pos_w"][:, self.tracked - 1], axis=-1
+            ).mean(1),
+            "joint_err": np.abs(state["joint_pos"] - ref["joint_pos"]).mean(1),
+            **{f"reward/{k}": np.asarray(v.mean()) for k, v in parts.items()},
+        }
+        done = terminated | time_out
+        ids = np.flatnonzero(done)
+        if ids.size and self._eval is None:
+            self.sampler.update(self.clip[ids], self.start[ids] + self.steps[ids], terminated[ids])
+        info["episode_steps"] = self.steps.copy()
+        self._reset(ids)
+        if ids.size:
+            ref = self._reference()
+        self.obs = self._observe(ref)
+        return self.obs, rew * self.dt, terminated, time_out, info
+
+    def _push(self) -> None:
+        sw = self.cfg.randomization.push_velocity
+        if not sw.enabled:
+            return
+        t = self.steps * self.dt
+        ids = np.flatnonzero(t >= self.next_push)
+        if ids.size == 0:
+            return
+        lo, hi = sw.range
+        mag = self.rng.uniform(lo, hi, (ids.size, 2)) * self.rng.choice([-1.0, 1.0], (ids.size, 2))
+        self.backend.qvel[ids, :2] += mag
+        a, b = self.cfg.randomization.push_interval
+        self.next_push[ids] = t[ids] + self.rng.uniform(a, b, ids.size)
+
+    # ---- observations ------------------------------------------------------------------------------------
+
+    def _observe(self, ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        be, p = self.backend, self.randomizer.params
+        q = be.qpos[:, 7:] + p.calibration_offset
+        base_quat = be.qpos[:, 3:7]
+        actor = dob.actor_observation(
+            ref_joint_pos=ref["joint_pos"],
+            ref_joint_vel=ref["joint_vel"],
+            ref_anchor_quat_w=ref["body_quat_w"][:, self.anchor - 1],
+            anchor_quat_w=be.xquat[:, self.anchor],
+            base_quat_w=base_quat,
+            base_ang_vel_b=be.qvel[:, 3:6],
+            joint_pos=q,
+            joint_vel=be.qvel[:, 6:],
+            default_joint_pos=self.default,
+            last_action=self.last_action,
+            layout=self.actor_layout,
+        )
+        if self.cfg.randomization.obs_noise.enabled:
+            noise = self.rng.uniform(-1.0, 1.0, actor.shape) * self.noise_width * p.obs_noise[:, None]
+            actor = actor + noise.astype(np.float32)
+        critic = terms.critic_observation(self, ref)
+        return {"actor": actor, "critic": critic.astype(np.float32)}

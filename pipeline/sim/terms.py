@@ -1,0 +1,143 @@
+"""Reward, termination and critic-observation terms of the tracking task: batch functions of numpy arrays.
+
+Reference bodies are compared "relative to the anchor" as in BeyondMimic: the reference is moved so that its
+anchor (torso) sits at the robot's anchor in x, y and heading (keeping the reference height), so body terms
+measure posture, and the anchor terms (global) measure drift. Tracking rewards are ``w * exp(-err / s^2)``
+with ``err`` a mean squared error; the task multiplies the sum by the control period.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.deploy import observation as dob
+from pipeline.sim.backend import Backend
+from pipeline.sim.config import RewardConfig, TerminationConfig
+
+if TYPE_CHECKING:
+    from pipeline.sim.task import TrackingEnv
+
+
+def yaw_only(q: np.ndarray) -> np.ndarray:
+    yaw = dob.yaw_of(q)
+    z = np.zeros_like(yaw)
+    return np.stack([np.cos(yaw / 2), z, z, np.sin(yaw / 2)], -1)
+
+
+def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return dob.quat_rotate_inv(dob.quat_conj(q), v)
+
+
+def quat_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation angle (rad) between (..., 4) quaternions."""
+    d = np.abs(np.sum(a * b, axis=-1)) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return 2.0 * np.arccos(np.clip(d, 0.0, 1.0))
+
+
+def robot_state(be: Backend, anchor: int, pelvis: int, tracked: np.ndarray) -> dict[str, np.ndarray]:
+    """The robot quantities the terms need, (E, ...)."""
+    return {
+        "anchor_pos_w": be.xpos[:, anchor],
+        "anchor_quat_w": be.xquat[:, anchor],
+        "body_pos_w": be.xpos[:, tracked],
+        "body_quat_w": be.xquat[:, tracked],
+        "body_lin_vel_w": be.body_lin_vel_w(tracked),
+        "body_ang_vel_w": be.body_ang_vel_w(tracked),
+        "joint_pos": be.qpos[:, 7:],
+        "joint_vel": be.qvel[:, 6:],
+        "pelvis_quat_w": be.qpos[:, 3:7],
+    }
+
+
+def relative_reference(
+    ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int, tracked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference tracked-body positions and orientations moved onto the robot's anchor (x, y, heading)."""
+    ref_anchor_pos = ref["body_pos_w"][:, anchor - 1]
+    ref_anchor_quat = ref["body_quat_w"][:, anchor - 1]
+    delta_pos = state["anchor_pos_w"].copy()
+    delta_pos[:, 2] = ref_anchor_pos[:, 2]
+    delta_ori = yaw_only(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_anchor_quat)))
+    body_pos = ref["body_pos_w"][:, tracked - 1]
+    body_quat = ref["body_quat_w"][:, tracked - 1]
+    k = body_pos.shape[1]
+    rot = np.repeat(delta_ori[:, None, :], k, axis=1)
+    rel_pos = delta_pos[:, None, :] + quat_rotate(rot, body_pos - ref_anchor_pos[:, None, :])
+    rel_quat = dob.quat_mul(rot, body_quat)
+    return rel_pos, rel_quat
+
+
+def rewards(
+    cfg: RewardConfig,
+    state: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    env: TrackingEnv,
+    actions: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(E,) summed reward and the (E,) weighted terms by name."""
+    a, tr = env.anchor, env.tracked
+    rel_pos, rel_quat = relative_reference(ref, state, a, tr)
+    err = {
+        "anchor_pos": np.sum((ref["body_pos_w"][:, a - 1] - state["anchor_pos_w"]) ** 2, axis=-1),
+        "anchor_ori": quat_angle(ref["body_quat_w"][:, a - 1], state["anchor_quat_w"]) ** 2,
+        "body_pos": np.sum((rel_pos - state["body_pos_w"]) ** 2, axis=-1).mean(1),
+        "body_ori": (quat_angle(rel_quat, state["body_quat_w"]) ** 2).mean(1),
+        "body_lin_vel": np.sum((ref["body_lin_vel_w"][:, tr - 1] - state["body_lin_vel_w"]) ** 2, -1).mean(1),
+        "body_ang_vel": np.sum((ref["body_ang_vel_w"][:, tr - 1] - state["body_ang_vel_w"]) ** 2, -1).mean(1),
+    }
+    parts = {k: getattr(cfg, f"w_{k}") * np.exp(-v / getattr(cfg, f"s_{k}") ** 2) for k, v in err.items()}
+    parts["action_rate"] = cfg.w_action_rate * np.sum((actions - env.last_action) ** 2, axis=1)
+    q = state["joint_pos"]
+    over = np.clip(env.soft_lo - q, 0, None) + np.clip(q - env.soft_hi, 0, None)
+    parts["joint_limit"] = cfg.w_joint_limit * over.sum(1)
+    force = np.linalg.norm(env.backend.cfrc_ext[:, env.undesired, 3:], axis=-1)
+    parts["undesired_contacts"] = cfg.w_undesired_contacts * (force > cfg.contact_threshold).sum(1)
+    total = np.sum(np.stack(list(parts.values())), axis=0)
+    return total, parts
+
+
+def terminations(
+    cfg: TerminationConfig, state: dict[str, np.ndarray], ref: dict[str, np.ndarray], env: TrackingEnv
+) -> np.ndarray:
+    """(E,) bool: anchor height, anchor tilt, or an end effector's height too far from the reference."""
+    a = env.anchor
+    height = np.abs(ref["body_pos_w"][:, a - 1, 2] - state["anchor_pos_w"][:, 2]) > cfg.anchor_height
+    g_ref = dob.projected_gravity(ref["body_quat_w"][:, a - 1])[:, 2]
+    g = dob.projected_gravity(state["anchor_quat_w"])[:, 2]
+    tilt = np.abs(g_ref - g) > cfg.anchor_ori
+    ee = env.end_effectors
+    ee_err = np.abs(ref["body_pos_w"][:, ee - 1, 2] - env.backend.xpos[:, ee, 2]) > cfg.end_effector_height
+    bad = ~np.isfinite(env.backend.qpos).all(1)
+    return height | tilt | ee_err.any(1) | bad
+
+
+def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarray:
+    """Privileged critic input (E, Dc): command, anchor pose error (with position), body poses in the anchor
+    frame, base velocities, proprioception, foot contact forces, randomized parameters."""
+    be, a = env.backend, env.anchor
+    anchor_pos, anchor_quat = be.xpos[:, a], be.xquat[:, a]
+    k = len(env.tracked)
+    aq = np.repeat(anchor_quat[:, None, :], k, axis=1)
+    body_pos_b = dob.quat_rotate_inv(aq, be.xpos[:, env.tracked] - anchor_pos[:, None, :])
+    body_rel = dob.quat_mul(dob.quat_conj(aq), be.xquat[:, env.tracked])
+    body_ori_b = dob.quat_to_matrix(body_rel)[..., :2].reshape(env.num_envs, -1)
+    pelvis_quat = be.qpos[:, 3:7]
+    parts = [
+        ref["joint_pos"],
+        ref["joint_vel"],
+        dob.quat_rotate_inv(anchor_quat, ref["body_pos_w"][:, a - 1] - anchor_pos),
+        dob.anchor_ori_error(ref["body_quat_w"][:, a - 1], anchor_quat),
+        body_pos_b.reshape(env.num_envs, -1),
+        body_ori_b,
+        dob.quat_rotate_inv(pelvis_quat, be.qvel[:, :3]),
+        be.qvel[:, 3:6],
+        dob.projected_gravity(pelvis_quat),
+        be.qpos[:, 7:] - env.default,
+        be.qvel[:, 6:],
+        env.last_action,
+        be.cfrc_ext[:, env.feet, 3:].reshape(env.num_envs, -1) / 100.0,
+        env.randomizer.params.critic_vector(float(be.model.opt.timestep)),
+    ]
+    return np.concatenate(parts, axis=1)
