@@ -102,14 +102,15 @@ def write_clip(path: Path, t: int = 90, fps: float = 60.0, yaw: float = np.pi / 
     s = np.arange(t) / fps
     root = Rotation.from_euler("z", yaw) * Rotation.from_matrix(UPRIGHT)
     body = np.zeros((t, 21, 3))
-    swing = 0.5 * np.sin(2 * np.pi * s)
+    moving = np.clip(s - 0.5, 0.0, None)  # stands still for 0.5 s, then moves
+    swing = 0.5 * np.sin(2 * np.pi * moving)
     body[:, 0, 0] = swing  # left hip about model x (flexion)
     body[:, 1, 0] = -swing
     body[:, 3, 0] = np.clip(-swing, 0, None) * 1.5  # left knee
     body[:, 4, 0] = np.clip(swing, 0, None) * 1.5
     body[:, 15, 2] = -1.3  # left shoulder about model z: arm down
     body[:, 16, 2] = 1.3
-    trans = np.stack([np.cos(yaw) * 1.2 * s, np.sin(yaw) * 1.2 * s, 0.95 + 0.0 * s], axis=1)
+    trans = np.stack([np.cos(yaw) * 1.2 * moving, np.sin(yaw) * 1.2 * moving, 0.95 + 0.0 * s], axis=1)
     d = {
         "trans": trans,
         "root_orient": np.tile(root.as_rotvec(), (t, 1)),
@@ -167,14 +168,15 @@ def test_amass_processed_and_rest_pose(body_model: Path, tmp_path: Path) -> None
     assert m.fps == 30.0 and m.num_frames == 45
     assert abs(facing_yaw(m)) < 1e-9  # the clip faced +y; now +x
     # walking forward along +x after the turn
-    assert m.pos_w[-1, 0, 0] - m.pos_w[0, 0, 0] > 1.0
+    assert m.pos_w[-1, 0, 0] - m.pos_w[0, 0, 0] > 0.8
     assert abs(m.pos_w[-1, 0, 1] - m.pos_w[0, 0, 1]) < 0.05
     # arms lowered 1.3 rad from the T-pose: near the canonical (arms down) rest, i.e. rotation of ~0.27 rad
     ang = 2 * np.arccos(np.clip(np.abs(m.quat_w[:, m.index("left_shoulder"), 0]), 0, 1))
     np.testing.assert_allclose(ang, np.pi / 2 - 1.3, atol=0.02)
     # pelvis upright and facing +x at frame 0: identity
     assert abs(m.quat_w[0, 0, 0]) == pytest.approx(1.0, abs=1e-4)
-    assert m.contacts.any(axis=0).all()
+    assert m.contacts[:12].all()  # standing still on both feet
+    assert not m.contacts[-10:].all()  # the synthetic legs swing while the body glides: no planted feet
 
 
 def test_amass_bad_input(body_model: Path, tmp_path: Path) -> None:

@@ -48,10 +48,11 @@ def test_cmu_clip_reads_canonical(cmu01: HumanMotion) -> None:
 @needs_cmu
 def test_cmu_feet_on_floor_and_facing(cmu01: HumanMotion) -> None:
     m = cmu01
-    low = sole_heights(m).min(axis=(1, 2))
-    assert np.percentile(low, 2) == pytest.approx(0.0, abs=1e-9)
-    assert low.min() > -0.03  # no foot deep through the floor
-    assert np.median(low) < 0.05  # a foot is near the floor most of the time (walking)
+    low = sole_heights(m).min(axis=(1, 2))  # lowest sole point per frame
+    assert abs(np.median(low)) < 0.015  # walking: a foot is on the floor nearly all the time
+    assert np.percentile(low, 5) > -0.03 and low.min() > -0.05  # brief dips (toe roll), none deep
+    feet = sole_heights(m).min(axis=2)
+    assert abs(np.median(feet[m.contacts])) < 0.01  # feet in contact stand on z = 0
     assert abs(facing_yaw(m, 0)) < 1e-9
     np.testing.assert_allclose(m.pos_w[0, 0, :2], 0.0, atol=1e-12)
     # the subject walks forward: mostly +x displacement over the clip

@@ -94,10 +94,10 @@ def test_contacts_do_not_chatter_near_the_threshold() -> None:
     m = _motion(t, fps)
     cfg = ContactConfig()
     pos = m.pos_w.copy()
-    # left foot: planted with 3 mm jitter around height_on, lifted 15 cm between frames 120 and 180
+    # left foot: planted with 2 mm jitter around height_on, lifted 15 cm between frames 120 and 180
     ankle, toe = m.index("left_ankle"), m.index("left_toe")
-    h = cfg.height_on + rng.uniform(-0.003, 0.003, t)
-    h[0] = cfg.height_on - 0.005
+    h = cfg.height_on + rng.uniform(-0.002, 0.002, t)
+    h[:3] = cfg.height_on - 0.003
     h[120:180] += 0.15 * np.sin(np.linspace(0, np.pi, 60))
     from pipeline.motion.process import sole_offsets
 

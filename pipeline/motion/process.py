@@ -159,7 +159,7 @@ def sole_offsets(motion: HumanMotion) -> tuple[float, float]:
     """(ankle, toe) joint heights above the sole of a flat foot, metres."""
     off = motion.source.get("sole_offset_m")
     if off:
-        return float(off["ankle"]), float(off["toe"])
+        return float(off["ankle"]), float(off["toe"])  # from the reader's foot geometry or estimated
     h = motion.subject_height
     return ANKLE_HEIGHT_RATIO * h, TOE_HEIGHT_RATIO * h
 
@@ -174,11 +174,63 @@ def sole_heights(motion: HumanMotion) -> np.ndarray:
     return out
 
 
-def align_floor(motion: HumanMotion, percentile: float = 2.0) -> HumanMotion:
-    """Shift z so the ``percentile`` of the per-frame lowest sole height is 0."""
-    low = sole_heights(motion).min(axis=(1, 2))
-    floor = float(np.percentile(low, percentile))
-    return motion.replace(pos_w=motion.pos_w - np.array([0.0, 0.0, floor]))
+PLANTED_SPEED = (
+    0.15  # m/s: a foot point slower than this is taken as (possibly) planted for the floor estimate
+)
+
+
+def point_speeds(motion: HumanMotion) -> np.ndarray:
+    """(T, 2, 2) speed (m/s) of [left, right] x [ankle, toe] joints."""
+    out = np.zeros((motion.num_frames, 2, 2))
+    if motion.num_frames < 2:
+        return out
+    for s, side in enumerate(("left", "right")):
+        for k, part in enumerate(("ankle", "toe")):
+            p = motion.pos_w[:, motion.index(f"{side}_{part}")]
+            out[:, s, k] = np.linalg.norm(np.gradient(p, 1.0 / motion.fps, axis=0), axis=-1)
+    return out
+
+
+def _planted_level(values: np.ndarray, slow: np.ndarray) -> float:
+    """Lower quartile of ``values`` where ``slow`` (planted feet), else the 2nd percentile of all values."""
+    v = values[slow]
+    return float(np.percentile(v, 25.0) if v.size >= 5 else np.percentile(values, 2.0))
+
+
+def estimate_sole_offsets(motion: HumanMotion) -> dict[str, float]:
+    """Ankle and toe joint heights above the floor when planted, for skeletons without foot geometry.
+
+    Each joint's planted height is the lower quartile of its height while it is slow (both feet pooled),
+    which ignores swing phases and brief glitches. The floor is put the anthropometric toe height (0.012 H)
+    below the planted toe joint.
+    """
+    slow = point_speeds(motion) < PLANTED_SPEED
+    z = motion.pos_w[..., 2]
+    g = []
+    for k, part in enumerate(("ankle", "toe")):
+        heights = z[:, [motion.index(f"left_{part}"), motion.index(f"right_{part}")]]
+        g.append(_planted_level(heights, slow[:, :, k]))
+    floor = g[1] - TOE_HEIGHT_RATIO * motion.subject_height
+    return {"ankle": max(g[0] - floor, 0.0), "toe": g[1] - floor}
+
+
+def align_floor(motion: HumanMotion) -> HumanMotion:
+    """Shift z so planted feet stand on z = 0.
+
+    The floor is the lower quartile of the sole height of slow feet (a foot's sole height is the lower of its
+    ankle and toe sole heights); with too few slow frames, the 2nd percentile of the lowest sole per frame.
+    Without foot geometry from the reader (``source["sole_offset_m"]``) the sole offsets are estimated from
+    the clip first (:func:`estimate_sole_offsets`) and recorded with ``"estimated": True``.
+    """
+    m = motion
+    if not m.source.get("sole_offset_m"):
+        m = m.replace(source={**m.source, "sole_offset_m": {**estimate_sole_offsets(m), "estimated": True}})
+    h = sole_heights(m)
+    foot_h = h.min(axis=2)
+    slow = (point_speeds(m) < PLANTED_SPEED).any(axis=2)
+    v = foot_h[slow]
+    floor = float(np.percentile(v, 25.0)) if v.size >= 5 else float(np.percentile(foot_h.min(axis=1), 2.0))
+    return m.replace(pos_w=m.pos_w - np.array([0.0, 0.0, floor]))
 
 
 def facing_yaw(motion: HumanMotion, frame: int = 0) -> float:
@@ -209,22 +261,16 @@ class ContactConfig:
     ``height_off`` or faster than ``speed_off`` (hysteresis)."""
 
     height_on: float = 0.04
-    height_off: float = 0.07
-    speed_on: float = 0.45
-    speed_off: float = 0.8
+    height_off: float = 0.06
+    speed_on: float = 0.25
+    speed_off: float = 0.4
 
 
 def detect_contacts(motion: HumanMotion, config: ContactConfig | None = None) -> np.ndarray:
     """(T, 2) bool contacts for [left_foot, right_foot]."""
     cfg = config or ContactConfig()
     h = sole_heights(motion)
-    speed = np.empty_like(h)
-    for s, side in enumerate(("left", "right")):
-        for k, part in enumerate(("ankle", "toe")):
-            p = motion.pos_w[:, motion.index(f"{side}_{part}")]
-            speed[:, s, k] = (
-                np.linalg.norm(np.gradient(p, 1.0 / motion.fps, axis=0), axis=-1) if len(p) > 1 else 0
-            )
+    speed = point_speeds(motion)
     on = np.asarray(((h < cfg.height_on) & (speed < cfg.speed_on)).any(axis=2))
     keep = np.asarray(((h < cfg.height_off) & (speed < cfg.speed_off)).any(axis=2))
     return hysteresis(on, keep)
@@ -254,7 +300,8 @@ def process(
         m = m.replace(pos_w=m.pos_w * k, subject_height=float(subject_height))
         off = m.source.get("sole_offset_m")
         if off:
-            m = m.replace(source={**m.source, "sole_offset_m": {n: v * k for n, v in off.items()}})
+            scaled = {n: v * k if n in ("ankle", "toe") else v for n, v in off.items()}
+            m = m.replace(source={**m.source, "sole_offset_m": scaled})
     if fps is not None:
         m = resample(m, fps)
     m = align_floor(face_forward(m))
