@@ -63,11 +63,17 @@ def _add_add_clip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="the clip file")
     p.add_argument("--name", default=None, help="clip name (default: the file's stem)")
     p.add_argument("--format", dest="fmt", default=None, help="input format if the suffix is ambiguous")
+    p.add_argument("--joint-map", default=None, help="BVH joint-name map YAML {canonical: source joint}")
+    p.add_argument("--unit", default=None, help="BVH unit: m, cm, mm, inch, cmu (default: detected)")
+    p.add_argument("--body-model", default=None, help="SMPL-X model folder for AMASS input")
 
     def run(a: argparse.Namespace) -> int:
         from pipeline.clips import add_clip
 
-        add_clip(a.path, name=a.name, fmt=a.fmt)
+        out = add_clip(
+            a.path, name=a.name, fmt=a.fmt, joint_map=a.joint_map, unit=a.unit, body_model=a.body_model
+        )
+        print(f"added {out}: tracked by DVC and registered in params.yaml; run `dvc repro`")
         return 0
 
     p.set_defaults(run=run)
