@@ -1,8 +1,13 @@
 """HumanMotion: the one format every reader produces (DESIGN.md, data contracts).
 
 World frame z up, metres, floor at z = 0, the subject facing +x at frame 0. ``quat_w`` is each joint's world
-rotation relative to the skeleton's rest pose: identity means the segment is oriented as in the rest pose
-of a subject standing upright and facing +x.
+rotation relative to the canonical rest pose: identity means the segment is oriented as in a subject standing
+upright, facing +x, legs straight, arms hanging down, feet pointing forward. Readers re-express their
+skeleton's own rest pose (T-pose, A-pose, ...) against it (:func:`pipeline.motion.process.rest_correction`).
+
+``source`` keys written by the readers: ``format``, ``file``, ``sha256``, ``rest_pos`` ((J, 3) the source
+skeleton's own rest-pose keypoints, metres, pelvis at the origin, facing +x), ``sole_offset_m`` (ankle and toe
+joint heights above the sole of a planted foot), ``cyclic`` (DeepMimic ``Loop``), ``processed``.
 """
 
 from __future__ import annotations
