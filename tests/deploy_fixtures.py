@@ -60,8 +60,9 @@ class NanAfter(torch.nn.Module):
         self.n = load_robot(ROBOT).num_joints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        moved = (x[:, -self.n :].abs().sum(dim=1, keepdim=True) > 0).float()
-        return self.inner(x) + moved * torch.nan_to_num(torch.tensor(float("nan")), nan=float("nan"))
+        out = self.inner(x)
+        moved = x[:, -self.n :].abs().sum(dim=1, keepdim=True) > 0
+        return torch.where(moved, torch.full_like(out, float("nan")), out)
 
 
 def mlp(history: int = 1, seed: int = 0) -> torch.nn.Module:

@@ -81,7 +81,7 @@ class SimRobot:
             joint_vel=d.qvel[6:].copy(),
             joint_tau=self.tau.copy(),
             imu_quat=d.qpos[3:7] / np.linalg.norm(d.qpos[3:7]),
-            imu_gyro=d.sensordata[s["imu_ang_vel"]].copy(),
+            imu_gyro=d.qvel[3:6].copy(),  # the ideal pelvis gyro (the gyro sensor lags qvel by one step)
             imu_acc=d.sensordata[s["imu_lin_acc"]].copy(),
         )
 

@@ -1,0 +1,120 @@
+"""The runtime loop on the in-process MuJoCo robot: phases, safety, faults, e-stop, dry run, log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.deploy.contract import load_bundle
+from pipeline.deploy.interfaces import SimInterface
+from pipeline.deploy.runtime import LOG_FORMAT, LOG_VERSION, Phase, RunConfig, Runtime, save_log
+from pipeline.deploy.safety import Fault, SafetyConfig, limit_targets, tilt_deg
+from pipeline.deploy.state import RobotState
+from pipeline.io import json_field, load_npz
+from tests.deploy_fixtures import NanAfter, TrackReference, make_bundle
+
+FAST = SafetyConfig(soft_start_s=0.4, settle_s=0.1, damping_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def track(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("b") / "track", TrackReference(3), history=3, seconds=1.0)
+
+
+def _run(bundle: Path, *, hold_s: float = 5.0, cfg: RunConfig | None = None, realtime: bool = False):
+    iface = SimInterface(control_dt=0.02, hold_s=hold_s, realtime=realtime)
+    return Runtime(load_bundle(bundle), iface, cfg or RunConfig(safety=FAST, keyboard=False)).run(), iface
+
+
+def test_completed_run_commands_the_reference(track: Path, tmp_path: Path) -> None:
+    result, _ = _run(track)
+    b = load_bundle(track)
+    log = result.log
+    assert result.ok and result.policy_steps == b.motion.num_frames
+    phases = log["phase"]
+    assert phases[0] == Phase.SOFT_START and phases[-1] == Phase.END
+    assert list(np.unique(phases)) == [Phase.SOFT_START, Phase.POLICY, Phase.END]
+    pol = phases == Phase.POLICY
+    # the exact-replay policy reads ref_joint_pos of the newest history frame: targets = reference (float32)
+    np.testing.assert_allclose(log["cmd_q"][pol], b.motion.joint_pos[log["frame"][pol]], atol=2e-6)
+    assert np.array_equal(log["frame"][pol], np.arange(b.motion.num_frames))
+    # soft start: from the measured pose to the default pose, smoothly
+    ss = np.flatnonzero(phases == Phase.SOFT_START)
+    np.testing.assert_allclose(log["cmd_q"][ss[0]], log["joint_pos"][ss[0]], atol=1e-9)
+    np.testing.assert_allclose(log["cmd_q"][ss[-1]], b.contract.default_joint_pos, atol=1e-9)
+    assert np.abs(np.diff(log["cmd_q"][ss], axis=0)).max() < 0.05
+    # end: damping (kp = 0)
+    assert (log["cmd_kp"][phases == Phase.END] == 0).all()
+    # the robot followed (PD on a held base): joint error small at the end of the motion
+    assert np.abs(log["joint_pos"][pol][-1] - b.motion.joint_pos[-2]).max() < 0.1
+    path = tmp_path / "run.npz"
+    save_log(path, log)
+    back = load_npz(path, LOG_FORMAT, LOG_VERSION)
+    assert (
+        json_field(back, "meta")["status"] == "completed" and back["obs"].shape[1] == 3 * b.contract.obs_size
+    )
+
+
+def test_nan_policy_output_ends_in_damping(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "nan", NanAfter(), seconds=1.0)
+    result, _ = _run(bundle)
+    log = result.log
+    assert result.status == "fault" and result.fault == Fault.NAN_ACTION
+    assert "policy output is not finite at frame 1" in result.message
+    after = np.flatnonzero(log["fault"] == Fault.NAN_ACTION)
+    assert after.size and (log["cmd_kp"][after] == 0).all() and (log["cmd_kd"][after] > 0).all()
+    assert np.isfinite(log["cmd_q"][after]).all()
+
+
+def test_fall_is_detected_and_damped(track: Path) -> None:
+    result, _ = _run(track, hold_s=0.0, cfg=RunConfig(safety=SafetyConfig(soft_start_s=3.0), keyboard=False))
+    assert result.fault == Fault.TILT and "fall detected" in result.message
+    assert (result.log["cmd_kp"][result.log["phase"] == Phase.DAMPING] == 0).all()
+
+
+def test_sigint_is_an_estop(track: Path) -> None:
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        result, _ = _run(
+            track, realtime=True, cfg=RunConfig(safety=SafetyConfig(soft_start_s=2.0), keyboard=False)
+        )
+    finally:
+        timer.cancel()
+    assert result.status == "estop" and result.message == "e-stop: SIGINT"
+    assert result.policy_steps == 0 and (result.log["cmd_kp"][-5:] == 0).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_dry_run_publishes_nothing(track: Path) -> None:
+    result, iface = _run(track, cfg=RunConfig(dry_run=True, safety=FAST, keyboard=False))
+    assert result.ok and result.log["meta"]["dry_run"]
+    assert iface.sim.command is None and iface.sim.time == 0.0
+    assert np.isfinite(result.log["cmd_q"][result.log["phase"] == Phase.POLICY]).all()
+
+
+def test_limit_targets_bounds_torque_and_range() -> None:
+    rng = np.random.default_rng(0)
+    n = 29
+    state = RobotState(0.0, 0, rng.normal(size=n), rng.normal(size=n) * 3, np.zeros(n), np.array([1.0, 0, 0, 0]),
+                       np.zeros(3), np.zeros(3))  # fmt: skip
+    kp, kd = rng.uniform(10, 100, n), rng.uniform(1, 5, n)
+    lo, hi, tmax = -np.ones(n) * 2, np.ones(n) * 2, rng.uniform(5, 50, n)
+    target, clipped = limit_targets(rng.normal(size=n) * 5, state, kp, kd, lo, hi, tmax)
+    tau = kp * (target - state.joint_pos) - kd * state.joint_vel
+    inside = (state.joint_pos > lo) & (state.joint_pos < hi)
+    assert clipped > 0 and (target >= lo).all() and (target <= hi).all()
+    assert (np.abs(tau[inside]) <= tmax[inside] + 1e-9).all() or (
+        target[~inside] == np.clip(target, lo, hi)[~inside]
+    ).all()
+
+
+def test_tilt() -> None:
+    assert tilt_deg(np.array([1.0, 0, 0, 0])) == 0.0
+    q = np.array([np.cos(np.pi / 6), np.sin(np.pi / 6), 0, 0])  # 60 deg about x
+    assert abs(tilt_deg(q) - 60.0) < 1e-9
