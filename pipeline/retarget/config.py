@@ -18,6 +18,7 @@ class RetargetConfig:
 
     fps: output rate [Hz] (the policy rate).
     iterations: SQP iterations per frame (linearise, solve the QP, step); ``first_iterations`` for frame 0.
+    extrapolate: start each frame from a constant-velocity prediction instead of the previous pose.
     solver: ``daqp`` (dense active set, direct API: the fast path) or ``proxsuite`` (dense proximal ALM).
     position_weight / orientation_weight: global multipliers of robot.yaml's keypoint weights.
     previous_weight: posture regularisation toward the previous frame's pose [1/rad^2, relative].
@@ -25,6 +26,8 @@ class RetargetConfig:
     damping: Levenberg-Marquardt damping on the step.
     smoothing_sigma: Gaussian smoothing of the scaled keypoint tracks [output frames]; 0 = off.
     velocity_scale: fraction of robot.yaml's joint velocity limits the IK may use.
+    max_step: largest change of a joint in one iteration [rad] (a trust region for the linearisation).
+    max_root_step: largest change of each root coordinate in one iteration [m, rad].
     floor_margin: clearance kept between collision geoms and the floor [m].
     collision_margin: minimum distance kept between collision geoms of different bodies [m].
     activation_distance: constraints (floor, self-collision) enter the QP below this distance [m].
@@ -36,15 +39,18 @@ class RetargetConfig:
 
     fps: float = 50.0
     iterations: int = 2
+    extrapolate: bool = False
     first_iterations: int = 50
     solver: str = "daqp"
     position_weight: float = 1.0
     orientation_weight: float = 0.1
-    previous_weight: float = 2e-3
+    previous_weight: float = 1e-2
     default_weight: float = 2e-4
     damping: float = 1e-5
     smoothing_sigma: float = 1.0
     velocity_scale: float = 1.0
+    max_step: float = 0.15
+    max_root_step: float = 0.15
     floor_margin: float = 0.001
     collision_margin: float = 0.01
     activation_distance: float = 0.05

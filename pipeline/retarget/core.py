@@ -82,8 +82,15 @@ def retarget(
     q[:3] = tg["pos_w"][0, pelvis]
     q[3:7] = pin.Quaternion(tg["pelvis_rot_w"][0]).coeffs()  # xyzw
     out = np.empty((n, kin.nq))
+    model = kin.model
     for t in range(n):
-        q = solver.solve(q, tg["pos_w"][t], tg["rot_w"][t], plant[t], first=t == 0)
+        # Start from the previous frame moved on by its velocity (constant-velocity prediction).
+        q_init = (
+            pin.integrate(model, q, pin.difference(model, out[t - 2], q))
+            if t >= 2 and cfg.extrapolate
+            else None
+        )
+        q = solver.solve(q, tg["pos_w"][t], tg["rot_w"][t], plant[t], q_init=q_init, first=t == 0)
         out[t] = q
         if progress is not None:
             progress(t + 1, n)

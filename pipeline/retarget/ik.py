@@ -18,13 +18,7 @@ import numpy as np
 from pipeline.retarget.config import RetargetConfig
 from pipeline.retarget.kinematics import Frame, RobotKinematics
 from pipeline.retarget.qp import INF, SOLVE
-from pipeline.retarget.tasks import (
-    collision_distance,
-    floor_clearance,
-    keypoints,
-    orientation_error,
-    sole_points,
-)
+from pipeline.retarget.tasks import orientation_error, segment_closest_points
 
 FREE, FLAT, HEEL, TOE = 0, 1, 2, 3
 # Sole points (indices into RobotKinematics.sole_local: heel, centre, toe) held by each plant mode.
@@ -45,8 +39,22 @@ def plant_modes(
     return np.where(contacts, mode, FREE)
 
 
+def _keep_out(dist: np.ndarray, margin: float) -> np.ndarray:
+    """Lower bounds on the linearised change of distances ``dist`` (P,).
+
+    Inside the margin but clear, a distance may only grow (so the previous pose stays feasible); in
+    penetration, it must reach the margin; outside it, it may shrink down to the margin.
+    """
+    target = np.where(dist < 0.0, margin, np.minimum(dist, margin))
+    return target - dist
+
+
 class FrameSolver:
-    """Holds the preallocated state of the per-frame QP for one robot and config."""
+    """Holds the preallocated state of the per-frame QP for one robot and config.
+
+    For speed, one iteration evaluates every point it needs in one batch: keypoints, the six sole points and
+    both ends of every collision capsule; Jacobians are formed only for the rows that enter the QP.
+    """
 
     def __init__(self, kin: RobotKinematics, cfg: RetargetConfig) -> None:
         self.kin = kin
@@ -55,20 +63,39 @@ class FrameSolver:
         self.solve_qp = SOLVE[cfg.solver]
         self.dt = 1.0 / cfg.fps
         nv = kin.nv
-        self.sqrt_wp = np.sqrt(cfg.position_weight * kin.kp_pos_weight)[:, None, None]
+        k = len(kin.kp_slot)
+        self.sqrt_wp = np.sqrt(cfg.position_weight * kin.kp_pos_weight)[:, None]
         self.rot_idx = np.flatnonzero(kin.kp_rot_weight * cfg.orientation_weight > 0)
         self.sqrt_wr = np.sqrt(cfg.orientation_weight * kin.kp_rot_weight[self.rot_idx])[:, None, None]
         self.reg = np.full(nv, cfg.damping)
         self.reg[6:] += cfg.previous_weight + cfg.default_weight
         self.reg[:6] += cfg.previous_weight
+        self.diag = np.diag_indices(nv)
         self.vmax = kin.velocity_limit * cfg.velocity_scale * self.dt
         caps = kin.capsules
+        g = len(caps.slot)
+        # All points of one iteration: keypoints (K), sole points (2 x 3), capsule ends a (G), b (G).
+        self.n_kp = k
+        self.slots = np.concatenate([kin.kp_slot, np.repeat(kin.sole_slot, 3), caps.slot, caps.slot])
+        self.locals = np.concatenate(
+            [kin.kp_local, kin.sole_local.reshape(-1, 3), caps.a_local, caps.b_local]
+        )
+        self.n_jac = k + 6  # points whose full Jacobians are always needed
+        self.ends_start = k + 6
+        self.n_caps = g
+        self.end_radius = np.concatenate([caps.radius, caps.radius])
+        self.end_slot = np.concatenate([caps.slot, caps.slot])
         half = 0.5 * np.linalg.norm(caps.b_local - caps.a_local, axis=1)
-        self.bound_r = half + caps.radius
         self.pairs = caps.pairs
-        self.pair_reach = self.bound_r[self.pairs[:, 0]] + self.bound_r[self.pairs[:, 1]]
+        self.pair_reach = (half + caps.radius)[self.pairs[:, 0]] + (half + caps.radius)[self.pairs[:, 1]]
+        self.pair_rad = caps.radius[self.pairs[:, 0]] + caps.radius[self.pairs[:, 1]]
+        self.lb = np.full(nv, -INF)
+        self.ub = np.full(nv, INF)
+        self.lb[:6] = -cfg.max_root_step
+        self.ub[:6] = cfg.max_root_step
         # Anchored xy of each foot's sole points (foot, heel/centre/toe, xy); NaN where not held.
         self.anchor = np.full((2, 3, 2), np.nan)
+        self.debug: list | None = None
         self.stats = {"qp_failures": 0, "qp_fallbacks": 0, "iterations": 0}
 
     # -- one linearisation ---------------------------------------------------------------------------------
@@ -86,43 +113,47 @@ class FrameSolver:
         kin, cfg, fr = self.kin, self.cfg, self.frame
         fr.update(q)
         nv = kin.nv
-        x, jx = keypoints(fr)
-        rows = [(self.sqrt_wp * jx).reshape(-1, nv)]
-        res = [(self.sqrt_wp[:, :, 0] * (x - target_pos)).reshape(-1)]
+        k = self.n_kp
+        pts = fr.points(self.slots, self.locals)
+        jac = fr.point_jacobians(self.slots[: self.n_jac], pts[: self.n_jac])
+        wp = self.sqrt_wp
+        rows = [(wp[:, :, None] * jac[:k]).reshape(-1, nv)]
+        res = [(wp * (pts[:k] - target_pos)).reshape(-1)]
         if len(self.rot_idx):
             er, jr = orientation_error(fr, self.rot_idx, target_rot)
             rows.append((self.sqrt_wr * jr).reshape(-1, nv))
             res.append((self.sqrt_wr[:, :, 0] * er).reshape(-1))
         A = np.concatenate(rows)
-        b = np.concatenate(res)
         H = A.T @ A
-        H[np.diag_indices(nv)] += self.reg
-        g = A.T @ b
+        H[self.diag] += self.reg
+        g = A.T @ np.concatenate(res)
         dprev = pin.difference(kin.model, q_prev, q)
         g += cfg.previous_weight * dprev
         g[6:] += cfg.default_weight * (q[7:] - kin.q_default[7:])
 
         # Box: joint limits, and velocity limits relative to the previous frame.
-        lb = np.full(nv, -INF)
-        ub = np.full(nv, INF)
-        qj = q[7:]
-        lo = kin.lower - qj
-        hi = kin.upper - qj
+        lb, ub = self.lb, self.ub
+        lo = kin.lower - q[7:]
+        hi = kin.upper - q[7:]
         if limit_velocity:
             lo = np.maximum(lo, -self.vmax - dprev[6:])
             hi = np.minimum(hi, self.vmax - dprev[6:])
-        lb[6:] = np.minimum(lo, 0.0)
-        ub[6:] = np.maximum(hi, 0.0)
+        # Trust region: the linearisation (and the activation distance of the floor and collision rows) holds
+        # for steps of this size.
+        lb[6:] = np.minimum(np.maximum(lo, -cfg.max_step), 0.0)
+        ub[6:] = np.maximum(np.minimum(hi, cfg.max_step), 0.0)
 
         crow, clo, chi = [], [], []
         act = cfg.activation_distance
         # Floor: every capsule end sphere above z = 0.
-        clear, jz, _ = floor_clearance(fr)
-        near = clear < act
-        if near.any():
-            crow.append(jz[near])
-            clo.append(cfg.floor_margin - clear[near])
-            chi.append(np.full(int(near.sum()), INF))
+        ends = pts[self.ends_start :]
+        clear = ends[:, 2] - self.end_radius
+        near = np.flatnonzero(clear < act)
+        if len(near):
+            crow.append(fr.point_z_jacobians(self.end_slot[near], ends[near]))
+            clo.append(_keep_out(clear[near], cfg.floor_margin))
+            chi.append(np.full(len(near), INF))
+        n_floor = len(near)
         # Planted feet: the planted sole points (both ends when flat, heel or toe when rolling) held
         # horizontally at their anchors and kept on the floor.
         plant_rows = 0
@@ -130,40 +161,52 @@ class FrameSolver:
             mode = int(plant[f])
             if mode == FREE:
                 continue
-            xs, js = sole_points(fr, f, PLANT_POINTS[mode])
+            idx = PLANT_POINTS[mode]
+            xs = pts[k + 3 * f + idx]
+            js = jac[k + 3 * f + idx]
             crow.append(js[:, 2])
-            clo.append(np.full(len(xs), -INF))
+            clo.append(np.full(len(idx), -INF))
             chi.append(cfg.plant_height - xs[:, 2])
-            plant_rows += len(xs)
+            plant_rows += len(idx)
             if mode != FLAT:
                 # A rolling foot really rolls: the held end stays lower than the other by plant_roll.
-                xe, je = sole_points(fr, f, ROLL_OTHER[mode])
-                crow.append(je[:, 2] - js[:, 2])
-                clo.append(cfg.plant_roll - (xe[:, 2] - xs[:, 2]))
+                other = k + 3 * f + ROLL_OTHER[mode]
+                crow.append(jac[other, 2] - js[:, 2])
+                clo.append(cfg.plant_roll - (pts[other, 2] - xs[:, 2]))
                 chi.append(np.full(1, INF))
                 plant_rows += 1
-            anchor = self.anchor[f, PLANT_POINTS[mode]]
+            anchor = self.anchor[f, idx]
             held = ~np.isnan(anchor[:, 0])
             if held.any():
                 crow.append(js[held, :2].reshape(-1, nv))
-                clo.append((anchor[held] - cfg.plant_tolerance - xs[held, :2]).reshape(-1))
-                chi.append((anchor[held] + cfg.plant_tolerance - xs[held, :2]).reshape(-1))
+                clo.append(np.minimum(anchor[held] - cfg.plant_tolerance - xs[held, :2], 0.0).reshape(-1))
+                chi.append(np.maximum(anchor[held] + cfg.plant_tolerance - xs[held, :2], 0.0).reshape(-1))
                 plant_rows += 2 * int(held.sum())
-        # Self-collision: bounding-sphere broad phase, then capsule distances for the near pairs.
-        caps = kin.capsules
-        a = fr.points(caps.slot, caps.a_local)
-        bb = fr.points(caps.slot, caps.b_local)
-        mid = 0.5 * (a + bb)
+        # Self-collision: bounding-sphere broad phase, capsule distances for the near pairs, Jacobians only for
+        # the pairs closer than the activation distance.
+        a = ends[: self.n_caps]
+        b = ends[self.n_caps :]
         p = self.pairs
-        gap = np.linalg.norm(mid[p[:, 0]] - mid[p[:, 1]], axis=1) - self.pair_reach
-        cand = p[gap < act]
+        mid = a + b
+        gap = 0.5 * np.linalg.norm(mid[p[:, 0]] - mid[p[:, 1]], axis=1) - self.pair_reach
+        cand = np.flatnonzero(gap < act)
         if len(cand):
-            dist, grad = collision_distance(fr, cand, (a, bb))
-            close = dist < act
-            if close.any():
-                crow.append(grad[close])
-                clo.append(cfg.collision_margin - dist[close])
-                chi.append(np.full(int(close.sum()), INF))
+            i, j = p[cand, 0], p[cand, 1]
+            s, t = segment_closest_points(a[i], b[i], a[j], b[j])
+            c1 = a[i] + s[:, None] * (b[i] - a[i])
+            c2 = a[j] + t[:, None] * (b[j] - a[j])
+            diff = c1 - c2
+            norm = np.linalg.norm(diff, axis=1)
+            dist = norm - self.pair_rad[cand]
+            close = np.flatnonzero(dist < act)
+            if len(close):
+                n = diff[close] / np.maximum(norm[close], 1e-9)[:, None]
+                cs = self.kin.capsules.slot
+                j1 = fr.point_jacobians(cs[i[close]], c1[close])
+                j2 = fr.point_jacobians(cs[j[close]], c2[close])
+                crow.append(np.einsum("pi,piv->pv", n, j1 - j2))
+                clo.append(_keep_out(dist[close], cfg.collision_margin))
+                chi.append(np.full(len(close), INF))
         if crow:
             C = np.concatenate(crow)
             cl = np.concatenate(clo)
@@ -174,11 +217,15 @@ class FrameSolver:
         dq, _ = self.solve_qp(H, g, lb, ub, C, cl, cu)
         if dq is None:
             self.stats["qp_failures"] += 1
-            # Drop the plant rows (the first rows after the floor rows are cheap to find: rebuild without them).
-            keep = np.ones(C.shape[0], dtype=bool)
-            start = int(near.sum())
-            keep[start : start + plant_rows] = False
-            dq, _ = self.solve_qp(H, g, lb, ub, C[keep], cl[keep], cu[keep])
+            if self.debug is not None:
+                self.debug.append((n_floor, plant_rows, H, g, lb, ub, C, cl, cu, plant.copy()))
+            # Infeasible (a foot landing or rolling conflicts with the rest): the plant rows become soft, then
+            # are dropped, then everything but the box.
+            soft = np.zeros(C.shape[0], dtype=bool)
+            soft[n_floor : n_floor + plant_rows] = True
+            dq, _ = self.solve_qp(H, g, lb, ub, C, cl, cu, soft=soft)
+            if dq is None:
+                dq, _ = self.solve_qp(H, g, lb, ub, C[~soft], cl[~soft], cu[~soft])
             if dq is None:
                 dq, _ = self.solve_qp(H, g, lb, ub, np.zeros((0, nv)), np.zeros(0), np.zeros(0))
                 self.stats["qp_fallbacks"] += 1
@@ -194,17 +241,20 @@ class FrameSolver:
         target_rot: np.ndarray,
         plant: np.ndarray,
         *,
+        q_init: np.ndarray | None = None,
         first: bool = False,
     ) -> np.ndarray:
         """Configuration (nq,) for one frame.
 
+        q_prev: the previous frame's solution (velocity limits and smoothing are relative to it);
+        q_init: where to start iterating (default q_prev; e.g. extrapolated from the last two frames);
         target_pos: (K, 3); target_rot: (O, 3, 3); plant: (2,) plant mode of the left and right foot
         (FREE, FLAT, HEEL, TOE).
         """
-        q = q_prev
+        q = q_prev if q_init is None else q_init
         iters = self.cfg.first_iterations if first else self.cfg.iterations
         for _ in range(iters):
-            q = self._step(q, q_prev if not first else q, target_pos, target_rot, plant, not first)
+            q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first)
         q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
         # Anchors: a sole point that starts being held is anchored where it landed (solved with its height
         # constraint only); points already held keep their anchors across heel/flat/toe changes.
@@ -217,8 +267,7 @@ class FrameSolver:
             new = held & np.isnan(self.anchor[f, :, 0])
             if new.any():
                 idx = np.flatnonzero(new)
-                xs = self.frame.update(q).points(
-                    np.full(len(idx), self.kin.sole_slot[f]), self.kin.sole_local[f, idx]
-                )
+                slot = np.full(len(idx), self.kin.sole_slot[f])
+                xs = self.frame.update(q).points(slot, self.kin.sole_local[f, idx])
                 self.anchor[f, idx] = xs[:, :2]
         return q

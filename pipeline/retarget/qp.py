@@ -12,6 +12,7 @@ import numpy as np
 
 INF = 1e30
 OPTIMAL = 1
+SOFT = 8  # daqp constraint sense: may be violated if the problem is otherwise infeasible
 
 
 def solve_daqp(
@@ -22,13 +23,19 @@ def solve_daqp(
     C: np.ndarray,
     cl: np.ndarray,
     cu: np.ndarray,
+    soft: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, int]:
-    """Returns (x, exitflag); x is None unless daqp reports an optimum (exitflag 1, or 2 = soft optimum)."""
+    """Returns (x, exitflag); x is None unless daqp reports an optimum (exitflag 1, or 2 = soft optimum).
+
+    ``soft``: (m,) bool, rows of C that may be violated (at a cost) when the problem is otherwise infeasible.
+    """
     import daqp
 
     bu = np.concatenate([ub, cu])
     bl = np.concatenate([lb, cl])
     sense = np.zeros(bu.shape[0], dtype=np.int32)
+    if soft is not None:
+        sense[len(ub) :][soft] = SOFT
     x, _, flag, _ = daqp.solve(H, g, np.ascontiguousarray(C), bu, bl, sense)
     return (np.asarray(x) if flag in (1, 2) else None), int(flag)
 
@@ -41,8 +48,13 @@ def solve_proxsuite(
     C: np.ndarray,
     cl: np.ndarray,
     cu: np.ndarray,
+    soft: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, int]:
+    """As :func:`solve_daqp`; proxsuite has no soft rows, so with ``soft`` the soft rows are dropped."""
     import proxsuite
+
+    if soft is not None:
+        C, cl, cu = C[~soft], cl[~soft], cu[~soft]
 
     n, m = H.shape[0], C.shape[0]
     qp = proxsuite.proxqp.dense.QP(n, 0, m, True)
