@@ -220,7 +220,11 @@ def add_clip(
     )
     if name in registered:
         raise InputError(src, f"a clip named '{name}' already exists in params.yaml (pass --name)")
-    if dest.exists() or dest.with_name(dest.name + ".dvc").exists():
+    if (
+        dest.exists()
+        or dest.with_name(dest.name + ".dvc").exists()
+        or dest.with_name(f"{name}.joints.yaml").exists()
+    ):
         raise InputError(src, f"{dest.relative_to(repo)} already exists (pass --name)")
     if fmt == "amass" and body_model is None:
         from pipeline.motion.amass import load_clip
@@ -230,16 +234,22 @@ def add_clip(
         read_clip(src, fmt=fmt, joint_map=joint_map, unit=unit, body_model=body_model)
     rel = dest.relative_to(repo).as_posix()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    created = [dest, dest.with_name(dest.name + ".dvc")]
     try:
         _copy(src, dest)
         _dvc(repo, "add", rel)
         entry: dict[str, Any] = {"path": rel, "format": fmt}
+        if joint_map is not None:  # kept beside the clip (small YAML, committed to git) so the stage finds it
+            map_dest = dest.with_name(f"{name}.joints.yaml")
+            _copy(Path(joint_map), map_dest)
+            created.append(map_dest)
+            joint_map = map_dest.relative_to(repo).as_posix()
         for key, value in (("joint_map", joint_map), ("unit", unit), ("body_model", body_model)):
             if value is not None:
                 entry[key] = value
         register_clip(params_path, name, entry)
     except BaseException:
-        for leftover in (dest, dest.with_name(dest.name + ".dvc")):
+        for leftover in created:
             leftover.unlink(missing_ok=True)
         raise
     return dest

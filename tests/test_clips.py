@@ -141,3 +141,33 @@ def test_cli_add_clip_exit_status(dvc_repo: Path, tmp_path: Path, capsys: pytest
     finally:
         os.chdir(cwd)
     assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["clips"]["kick"]["format"] == "deepmimic"
+
+
+@needs_cmu
+def test_add_clip_with_joint_map_keeps_the_map(dvc_repo: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "odd.bvh"
+    odd.write_text(CMU_01.read_text().replace("Chest2", "UpperChest"))
+    with pytest.raises(InputError, match="unknown skeleton"):
+        add_clip(odd, root=dvc_repo)
+    from pipeline.motion.skeletons import CMU_ASF
+
+    jm = tmp_path / "map.yaml"
+    jm.write_text(yaml.safe_dump({**CMU_ASF, "torso": "UpperChest"}))
+    add_clip(odd, root=dvc_repo, joint_map=str(jm), unit="cmu")
+    entry = yaml.safe_load((dvc_repo / "params.yaml").read_text())["clips"]["odd"]
+    assert entry == {
+        "path": "motions/raw/odd.bvh",
+        "format": "bvh",
+        "joint_map": "motions/raw/odd.joints.yaml",
+        "unit": "cmu",
+    }
+    assert (dvc_repo / entry["joint_map"]).read_bytes() == jm.read_bytes()
+    from pipeline.motion import read_clip
+
+    cwd = Path.cwd()
+    os.chdir(dvc_repo)
+    try:  # what the extract stage does with the registered entry
+        m = read_clip(entry["path"], fmt=entry["format"], joint_map=entry["joint_map"], unit=entry["unit"])
+    finally:
+        os.chdir(cwd)
+    assert m.num_frames == 994 and m.source["skeleton"] == "user"
