@@ -244,3 +244,40 @@ def test_t_pose_skeleton_gives_the_same_rotations(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.abs(np.sum(a.quat_w * b.quat_w, axis=-1)), 1.0, atol=1e-9)
     rest = np.array(b.source["rest_pos"])
     assert rest[b.index("left_wrist"), 1] > rest[b.index("left_elbow"), 1] > rest[b.index("left_shoulder"), 1]
+
+
+def test_z_up_file_reads_like_the_y_up_one(tmp_path: Path) -> None:
+    """The same skeleton and motion written Z-up (rotated +90 deg about x) gives the same world data."""
+    import re
+
+    rot = Rotation.from_euler("x", 90.0, degrees=True)
+    y_up = _two_joint_bvh("Zrotation Xrotation Yrotation", {"Z": 20.0, "X": -30.0, "Y": 10.0})
+
+    def offset(m: re.Match[str]) -> str:
+        v = rot.apply([float(m.group(i)) for i in (1, 2, 3)])
+        return "OFFSET " + " ".join(f"{c:.9f}" for c in v)
+
+    z_up = re.sub(r"OFFSET (\S+) (\S+) (\S+)", offset, y_up)
+    head, motion = z_up.split("MOTION")
+    rows = [r.split() for r in motion.strip().splitlines()[2:]]
+    for r in rows:  # root position and root rotation: R' = Rx(90) R Rx(90)^T, written as Z X Y angles
+        r[0:3] = [f"{c:.9f}" for c in rot.apply([float(c) for c in r[0:3]])]
+        r_root = Rotation.from_euler("ZXY", [float(c) for c in r[3:6]], degrees=True)
+        r[3:6] = [f"{c:.9f}" for c in (rot * r_root * rot.inv()).as_euler("ZXY", degrees=True)]
+    # the other joints' local rotations are about axes of the file frame too (knees 9, 21: Z X Y order)
+    for r in rows:
+        for j in range(6, len(r), 3):
+            local = Rotation.from_euler(
+                "ZXY" if j in (9, 21) else "ZYX", [float(c) for c in r[j : j + 3]], degrees=True
+            )
+            r[j : j + 3] = [
+                f"{c:.9f}"
+                for c in (rot * local * rot.inv()).as_euler("ZXY" if j in (9, 21) else "ZYX", degrees=True)
+            ]
+    z_up = head + "MOTION\nFrames: 2\nFrame Time: 0.01\n" + "\n".join(" ".join(r) for r in rows) + "\n"
+    (tmp_path / "y.bvh").write_text(y_up)
+    (tmp_path / "z.bvh").write_text(z_up)
+    a, b = read_bvh(tmp_path / "y.bvh", unit="cm"), read_bvh(tmp_path / "z.bvh", unit="cm")
+    assert a.source["up_axis"] == "+y" and b.source["up_axis"] == "+z"
+    np.testing.assert_allclose(a.pos_w, b.pos_w, atol=1e-7)
+    np.testing.assert_allclose(np.abs(np.sum(a.quat_w * b.quat_w, axis=-1)), 1.0, atol=1e-9)

@@ -4,8 +4,9 @@ BVH conventions followed here:
 - Each joint's ``CHANNELS`` are read in the declared order. Rotation channels (degrees) compose as intrinsic
   rotations in that order: ``Zrotation Yrotation Xrotation`` is ``R = Rz @ Ry @ Rx``. Position channels replace
   the joint's ``OFFSET`` on the axes they name (the root's position, or Mixamo's six-channel joints).
-- The rest pose (all channels zero, offsets only) has identity joint rotations. The file is Y-up; the subject's
-  facing direction in the rest pose is found from the skeleton (left hip minus right hip, crossed with up), and
+- The rest pose (all channels zero, offsets only) has identity joint rotations. The file's up axis is the one
+  closest to the rest pose's pelvis -> head direction (Y for nearly all files); the subject's facing direction
+  in the rest pose is found from the skeleton (left hip minus right hip, crossed with up), and
   one fixed rotation maps (rest facing, up) to (+x, +z). Rotations are then re-expressed against the canonical
   rest pose (:func:`pipeline.motion.process.rest_correction`: upright, arms hanging, legs straight, facing +x),
   so a T-pose skeleton and an arms-down skeleton give the same ``quat_w`` for the same posture. The skeleton's
@@ -240,11 +241,24 @@ def rest_positions(skel: BvhSkeleton) -> np.ndarray:
     return pos
 
 
-def file_to_world(rest: np.ndarray, left_hip: int, right_hip: int, origin: str) -> np.ndarray:
-    """(3, 3) rotation taking the Y-up file frame to z-up with the rest pose facing +x."""
-    up = np.array([0.0, 1.0, 0.0])
-    left = rest[left_hip] - rest[right_hip]
-    left -= up * (left @ up)
+AXES = ("x", "y", "z")
+
+
+def up_axis(rest: np.ndarray, pelvis: int, head: int) -> np.ndarray:
+    """The file axis (±x, ±y, ±z) closest to the rest pose's pelvis -> head direction: Y-up for nearly all
+    BVH files, Z-up for some exporters."""
+    d = rest[head] - rest[pelvis]
+    k = int(np.argmax(np.abs(d)))
+    up = np.zeros(3)
+    up[k] = np.sign(d[k]) or 1.0
+    return up
+
+
+def file_to_world(rest: np.ndarray, idx: dict[str, int], origin: str) -> np.ndarray:
+    """(3, 3) rotation taking the file frame to z-up with the rest pose facing +x (rows: world axes)."""
+    up = up_axis(rest, idx["pelvis"], idx["head"])
+    left = rest[idx["left_hip"]] - rest[idx["right_hip"]]
+    left = left - up * (left @ up)
     if np.linalg.norm(left) < 1e-9:
         raise InputError(
             origin, "cannot find the facing direction: left and right hips coincide in the rest pose"
@@ -310,7 +324,7 @@ def read_bvh(
     else:
         unit_name, scale = f"{float(unit)} m", float(unit)
     pos, rot = forward_kinematics(data)
-    c = file_to_world(rest, idx["left_hip"], idx["right_hip"], origin)
+    c = file_to_world(rest, idx, origin)
     sel = [idx[n] for n in CANONICAL_JOINTS]
     pos_w = np.einsum("ij,tkj->tki", c, pos[:, sel]) * scale
     rot_w = np.einsum("ij,tkjl,ml->tkim", c, rot[:, sel], c)
@@ -337,6 +351,7 @@ def read_bvh(
             "sha256": sha256_file(path),
             "skeleton": skeleton_name,
             "unit": unit_name,
+            "up_axis": ("+" if c[2].sum() > 0 else "-") + AXES[int(np.argmax(np.abs(c[2])))],
             "metres_per_unit": scale,
             "joints": {n: skel.names[idx[n]] for n in CANONICAL_JOINTS},
             "rest_pos": np.round(rest_w, 6).tolist(),
