@@ -75,10 +75,17 @@ def _video(path: Path, o: ReadOptions) -> HumanMotion:
     return read_video(path, params)
 
 
+def _holosoma(path: Path, o: ReadOptions) -> HumanMotion:
+    from pipeline.motion.holosoma import read_holosoma
+
+    return read_holosoma(path)
+
+
 register_format("bvh", (".bvh",), _bvh)
 register_format("deepmimic", (".txt", ".json"), _deepmimic)
 register_format("amass", (), _amass)
 register_format("human", (), _human)
+register_format("holosoma", (".holosoma", ".pt"), _holosoma)  # scene beside it: holosoma.read_scene
 register_format("video", (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"), _video)
 
 

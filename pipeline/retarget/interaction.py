@@ -1,0 +1,284 @@
+"""Interaction-mesh retargeting (in the spirit of OmniRetarget) for clips with a Scene.
+
+Per frame, a volumetric mesh (Delaunay tetrahedralisation) is built over the scaled human keypoints and the
+object / terrain surface samples near them. The robot's mesh has the robot's keypoints in place of the
+human's and the same object points; the step minimises the deformation between the two meshes in Laplacian
+coordinates, ``sum_i |L_i V_robot(q) - L_i V_human|^2`` (uniform weights), on top of the kinematic
+retargeter's QP (:class:`pipeline.retarget.ik.FrameSolver`: keypoint and orientation tasks, posture,
+joint and velocity limits, floor, planted feet, self-collision), and adds hard constraints, linearised at the
+current iterate (sequential QP, warm-started from the previous frame):
+
+- no penetration: every collision capsule (sampled at its ends and middle) stays outside every object's
+  convex hull by ``penetration_margin`` (signed distance + its gradient);
+- contacts: while the human touches an object with a hand or a foot (Scene labels), the closest capsule
+  sample of the robot's matching body part lies within ``contact_tolerance`` of that object's surface;
+- planted feet: the floor plants of the kinematic solver; a foot standing on terrain keeps its sole centre
+  where it landed (horizontally, ``plant_tolerance``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.motion.human import HumanMotion
+from pipeline.motion.process import resample
+from pipeline.motion.scene import Scene
+from pipeline.retarget.config import RetargetConfig
+from pipeline.retarget.ik import FrameSolver, plant_modes
+from pipeline.retarget.interaction_geometry import ConvexSet, sample_surface, world_signed_distance
+from pipeline.retarget.interaction_scene import robot_scene
+from pipeline.retarget.kinematics import RobotKinematics, robot_kinematics
+from pipeline.retarget.qp import INF
+
+METHOD = "interaction mesh (Laplacian deformation) + SDF non-penetration + contact constraints, SQP (daqp)"
+
+# Robot capsules that make contact for a canonical body part (by name prefix).
+PART_CAPSULES = {
+    "left_wrist": ("left_hand", "left_wrist"),
+    "right_wrist": ("right_hand", "right_wrist"),
+    "left_ankle": ("left_foot",),
+    "right_ankle": ("right_foot",),
+}
+
+
+@dataclass(frozen=True)
+class InteractionConfig:
+    """Interaction-retargeting parameters (params.yaml ``retarget_interaction:``) on top of ``kinematic``.
+
+    laplacian_weight: weight of the Laplacian-coordinate deformation cost [1/m^2].
+    object_samples: surface points sampled per object (convex hull, area-weighted, fixed seed).
+    neighbourhood: object points within this distance of a human keypoint join the mesh [m].
+    max_object_points: at most this many (nearest) object points in the mesh per frame.
+    penetration_margin: clearance kept between capsules and objects [m].
+    contact_tolerance: a kept contact puts the body part at most this far from the surface [m].
+    scale_moving_objects: scale moving objects with the robot (terrain always scales).
+    """
+
+    kinematic: RetargetConfig = field(default_factory=lambda: RetargetConfig(fps=30.0))
+    laplacian_weight: float = 20.0
+    object_samples: int = 100
+    neighbourhood: float = 0.4
+    max_object_points: int = 40
+    penetration_margin: float = 0.002
+    contact_tolerance: float = 0.01
+    scale_moving_objects: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> InteractionConfig:
+        """Flat dict: kinematic keys (RetargetConfig) and the keys above; unknown keys are an InputError."""
+        d = dict(d or {})
+        own = {f.name for f in dataclasses.fields(cls)} - {"kinematic"}
+        kin_keys = {f.name for f in dataclasses.fields(RetargetConfig)}
+        unknown = sorted(set(d) - own - kin_keys)
+        if unknown:
+            raise InputError("retarget params", f"unknown keys {unknown} (known: {sorted(own | kin_keys)})")
+        kin = {"fps": 30.0, **{k: v for k, v in d.items() if k in kin_keys}}
+        out: dict[str, Any] = {}
+        for k in own & set(d):
+            default = getattr(cls, k)
+            ok = isinstance(d[k], type(default)) or (isinstance(default, float) and isinstance(d[k], int))
+            if not ok or (isinstance(d[k], bool) and not isinstance(default, bool)):
+                raise InputError(f"retarget.{k}", f"expected {type(default).__name__}, got {d[k]!r}")
+            out[k] = type(default)(d[k])
+        return cls(kinematic=RetargetConfig.from_dict(kin), **out)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "kinematic"}
+        return {**self.kinematic.to_dict(), **d}
+
+
+def uniform_laplacian(points: np.ndarray) -> np.ndarray:
+    """(n, n) uniform Laplacian L = I - D^-1 A of the Delaunay tetrahedralisation of ``points`` (n, 3)."""
+    from scipy.spatial import Delaunay
+
+    n = len(points)
+    simplices = Delaunay(points, qhull_options="QJ").simplices
+    adj = np.zeros((n, n), bool)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            adj[simplices[:, i], simplices[:, j]] = True
+    adj |= adj.T
+    deg = adj.sum(axis=1, keepdims=True)
+    return np.eye(n) - adj / np.maximum(deg, 1)
+
+
+class InteractionSolver(FrameSolver):
+    """The kinematic frame solver with the interaction terms added to each QP it solves."""
+
+    def __init__(self, kin: RobotKinematics, cfg: InteractionConfig, scene: Scene) -> None:
+        super().__init__(kin, cfg.kinematic)
+        self.icfg = cfg
+        self.scene = scene
+        self.sets = [ConvexSet.from_mesh(o.vertices, o.faces) for o in scene.objects]
+        self.samples = [sample_surface(o.vertices, o.faces, cfg.object_samples, seed=i)
+                        for i, o in enumerate(scene.objects)]  # fmt: skip
+        self._base_qp = self.solve_qp
+        self.solve_qp = self._solve  # FrameSolver._step calls self.solve_qp(H, g, lb, ub, C, cl, cu)
+        caps = kin.capsules
+        mid = 0.5 * (caps.a_local + caps.b_local)
+        self.cap_slot = np.concatenate([caps.slot] * 3)
+        self.cap_local = np.concatenate([caps.a_local, mid, caps.b_local])
+        self.cap_radius = np.concatenate([caps.radius] * 3)
+        self.cap_index = np.concatenate([np.arange(len(caps.slot))] * 3)
+        self.part_points = {
+            part: np.flatnonzero(np.isin(self.cap_index, [i for i, n in enumerate(caps.names) if n.startswith(pre)]))
+            for part, pre in PART_CAPSULES.items()
+        }  # fmt: skip
+        self.t = 0
+        self.lap: np.ndarray = np.zeros((0, 0))
+        self.lap_target = np.zeros((0, 3))
+        self.obj_pts = np.zeros((0, 3))
+        self.terrain_anchor: dict[int, np.ndarray] = {}
+        self.istats = {"contact_drops": 0, "penetration_drops": 0}
+
+    def prepare(self, t: int, human_kp: np.ndarray) -> None:
+        """Set frame ``t``'s interaction mesh from the scaled human keypoints (K, 3) and the scene."""
+        self.t = t
+        pts = []
+        for o, s in zip(self.scene.objects, self.samples, strict=True):
+            q = np.broadcast_to(o.quat_w[t], (len(s), 4))
+            from pipeline.geometry import quat_rotate
+
+            pts.append(quat_rotate(q, s) + o.pos_w[t])
+        allp = np.concatenate(pts)
+        dist = np.linalg.norm(allp[:, None] - human_kp[None], axis=2).min(axis=1)
+        near = np.flatnonzero(dist < self.icfg.neighbourhood)
+        near = near[np.argsort(dist[near], kind="stable")[: self.icfg.max_object_points]]
+        self.obj_pts = allp[np.sort(near)]
+        verts = np.concatenate([human_kp, self.obj_pts])
+        self.lap = uniform_laplacian(verts)
+        self.lap_target = self.lap @ verts
+
+    def _terms(self) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Laplacian cost rows (B, r) and constraint blocks [(C, cl, cu)]: penetration, then contacts."""
+        kin, fr, cfg = self.kin, self.frame, self.icfg
+        k = len(kin.kp_slot)
+        kp = fr.points(kin.kp_slot, kin.kp_local)
+        jkp = fr.point_jacobians(kin.kp_slot, kp)
+        w = np.sqrt(cfg.laplacian_weight)
+        r = w * (self.lap[:, :k] @ kp + self.lap[:, k:] @ self.obj_pts - self.lap_target)
+        B = w * np.einsum("nk,kiv->niv", self.lap[:, :k], jkp).reshape(-1, kin.nv)
+        pts = fr.points(self.cap_slot, self.cap_local)
+        act = self.cfg.activation_distance
+        pen: list[np.ndarray] = [np.zeros((0, kin.nv))]
+        pen_lo: list[np.ndarray] = [np.zeros(0)]
+        con: list[np.ndarray] = [np.zeros((0, kin.nv))]
+        con_hi: list[np.ndarray] = [np.zeros(0)]
+        active = self.scene.contacts[self.t] if self.scene.contacts.size else np.zeros(0, bool)
+        for oi, (o, cs) in enumerate(zip(self.scene.objects, self.sets, strict=True)):
+            pos, quat = o.pos_w[self.t], o.quat_w[self.t]
+            from pipeline.geometry import quat_rotate
+
+            c_w = quat_rotate(quat, cs.center) + pos
+            gap = np.linalg.norm(pts - c_w, axis=1) - cs.radius - self.cap_radius
+            parts = [self.scene.contact_bodies[c] for c in np.flatnonzero(active)
+                     if self.scene.contact_objects[c] == oi]  # fmt: skip
+            cand = np.flatnonzero(gap < act)
+            want = np.unique(np.concatenate([cand, *[self.part_points[p] for p in parts]])).astype(np.int64)
+            if not len(want):
+                continue
+            d, grad, _ = world_signed_distance(cs, pos, quat, pts[want])
+            clear = d - self.cap_radius[want]
+            near = np.flatnonzero(clear < act)
+            if len(near):
+                idx = want[near]
+                jp = fr.point_jacobians(self.cap_slot[idx], pts[idx])
+                pen.append(np.einsum("pi,piv->pv", grad[near], jp))
+                pen_lo.append(cfg.penetration_margin - clear[near])
+            for p in parts:
+                sel = np.flatnonzero(np.isin(want, self.part_points[p]))
+                best = sel[np.argmin(clear[sel])]
+                jp = fr.point_jacobians(self.cap_slot[want[best : best + 1]], pts[want[best : best + 1]])
+                con.append(grad[best] @ jp[0])
+                con_hi.append(np.array([cfg.contact_tolerance - clear[best]]))
+        C_pen = np.concatenate(pen)
+        C_con = np.vstack(con)
+        blocks = [
+            (C_pen, np.concatenate(pen_lo), np.full(len(C_pen), INF)),
+            (C_con, np.full(len(C_con), -INF), np.concatenate(con_hi)),
+        ]
+        return B, r.reshape(-1), blocks
+
+    def _solve(self, H, g, lb, ub, C, cl, cu):  # type: ignore[no-untyped-def]
+        B, r, blocks = self._terms()
+        H = H + B.T @ B
+        g = g + B.T @ r
+        for keep, stat in ((2, ""), (1, "contact_drops"), (0, "penetration_drops")):
+            Cs = np.vstack([C, *[b[0] for b in blocks[:keep]]])
+            lo = np.concatenate([cl, *[b[1] for b in blocks[:keep]]])
+            hi = np.concatenate([cu, *[b[2] for b in blocks[:keep]]])
+            x, flag = self._base_qp(H, g, lb, ub, Cs, lo, hi)
+            if x is not None:
+                if stat:
+                    self.istats[stat] += 1
+                return x, flag
+        return None, flag
+
+
+def retarget_interaction(
+    human: HumanMotion,
+    scene: Scene,
+    robot: str,
+    cfg: InteractionConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Any, Scene, dict[str, Any]]:
+    """Retarget ``human`` interacting with ``scene``. Returns (RobotMotion, the robot's Scene, quality)."""
+    import pinocchio as pin
+
+    from pipeline.motion.holosoma import resample_scene
+    from pipeline.retarget.core import _contacts, targets
+    from pipeline.retarget.interaction_quality import interaction_quality
+    from pipeline.robot.model import qpos_pin_to_mj
+    from pipeline.robot.motion import RobotMotion
+
+    human.validate()
+    scene.validate()
+    kcfg = cfg.kinematic
+    kin = robot_kinematics(robot)
+    human = resample(human, kcfg.fps)
+    scene = resample_scene(scene, kcfg.fps, human.num_frames)
+    contacts = _contacts(human)
+    tg = targets(human, kin, kcfg, contacts)
+    rscene = robot_scene(scene, tg["root_scale"], scale_moving=cfg.scale_moving_objects)
+    n = human.num_frames
+    heel_to_toe = kin.sole_rest_b[2] - kin.sole_rest_b[0]
+    plant = plant_modes(contacts, tg["ankle_rot_w"], heel_to_toe, kcfg.plant_roll)
+    solver = InteractionSolver(kin, cfg, rscene)
+    q = kin.q_default.copy()
+    pelvis = kin.keypoint_names.index("pelvis")
+    q[:3] = tg["pos_w"][0, pelvis]
+    q[3:7] = pin.Quaternion(tg["pelvis_rot_w"][0]).coeffs()
+    out = np.empty((n, kin.nq))
+    for t in range(n):
+        solver.prepare(t, tg["pos_w"][t])
+        q = solver.solve(q, tg["pos_w"][t], tg["rot_w"][t], plant[t], first=t == 0)
+        out[t] = q
+        if progress is not None:
+            progress(t + 1, n)
+    source = {
+        "human_sha256": human.source.get("sha256", ""),
+        "human_file": human.source.get("file", ""),
+        "method": METHOD,
+        "params": cfg.to_dict(),
+        "segment_ratios": tg["ratios"],
+        "root_scale": round(tg["root_scale"], 4),
+        "qp_failures": solver.stats["qp_failures"],
+        **solver.istats,
+    }
+    motion = RobotMotion.from_qpos(
+        robot,
+        qpos_pin_to_mj(out),
+        kcfg.fps,
+        contacts=contacts,
+        keypoint_names=kin.keypoint_names,
+        keypoint_pos_w=tg["pos_w"],
+        source=source,
+    )
+    return motion, rscene, interaction_quality(motion, rscene)

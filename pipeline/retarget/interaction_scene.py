@@ -1,0 +1,83 @@
+"""The scene as the robot needs it: objects mapped into the robot-scaled world, and its MJCF fragment.
+
+The kinematic retargeter scales the human about the world origin (root translation times ``root_scale``,
+limbs by per-segment ratios). Terrain (static objects) is scaled the same way, about the origin, geometry
+included: a 0.95 m box climbed by a 1.7 m subject becomes a 0.69 m box for a robot scaled by 0.73.
+Moving objects keep their size (the robot carries the real box); their horizontal path scales with the root
+and their height above the starting height scales too, so an object resting on the floor stays on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io import atomic_path
+from pipeline.motion.scene import Scene
+
+
+def robot_scene(scene: Scene, scale: float, *, scale_moving: bool = False) -> Scene:
+    """The human scene mapped by the human-to-robot ``scale`` (see the module docstring)."""
+    objs = []
+    for o in scene.objects:
+        if o.static or scale_moving:
+            objs.append(replace(o, vertices=o.vertices * scale, pos_w=o.pos_w * scale))
+        else:
+            pos = o.pos_w.copy()
+            pos[:, :2] *= scale
+            pos[:, 2] = o.pos_w[0, 2] + scale * (o.pos_w[:, 2] - o.pos_w[0, 2])
+            objs.append(replace(o, pos_w=pos))
+    return scene.replace(objects=tuple(objs), source={**scene.source, "robot_scale": round(float(scale), 6)})
+
+
+def _fmt(a: np.ndarray) -> str:
+    return " ".join(f"{x:.6g}" for x in np.asarray(a).reshape(-1))
+
+
+def scene_mjcf(scene: Scene, model: str = "scene") -> str:
+    """An MJCF model holding the scene's meshes (inline vertices) and bodies, to ``<include>`` at the top level
+    of a robot model or to attach with ``MjSpec``. Static objects are fixed bodies at their pose; moving
+    objects are mocap bodies placed at frame 0 (the trajectory is in the scene npz)."""
+    assets, bodies = [], []
+    for o in scene.objects:
+        assets.append(f'    <mesh name="{o.name}_mesh" vertex="{_fmt(o.vertices)}" face="{_fmt(o.faces)}"/>')
+        mocap = "" if o.static else ' mocap="true"'
+        bodies.append(
+            f'    <body name="{o.name}" pos="{_fmt(o.pos_w[0])}" quat="{_fmt(o.quat_w[0])}"{mocap}>\n'
+            f'      <geom name="{o.name}_geom" type="mesh" mesh="{o.name}_mesh" rgba="0.6 0.6 0.7 0.6" '
+            f'contype="1" conaffinity="1"/>\n    </body>'
+        )
+    return (
+        f'<mujoco model="{model}">\n  <asset>\n' + "\n".join(assets) + "\n  </asset>\n  <worldbody>\n"
+        + "\n".join(bodies) + "\n  </worldbody>\n</mujoco>\n"
+    )  # fmt: skip
+
+
+def write_scene_mjcf(scene: Scene, path: str | Path) -> None:
+    with atomic_path(path, ".xml") as tmp:
+        tmp.write_text(scene_mjcf(scene, Path(path).name.split(".")[0]))
+
+
+def add_scene(spec, scene: Scene) -> list[str]:  # spec: mujoco.MjSpec
+    """Add the scene's meshes and bodies to a MuJoCo ``spec`` (as :func:`scene_mjcf`); returns the geom names."""
+    import mujoco
+
+    names = []
+    for o in scene.objects:
+        mesh = spec.add_mesh()
+        mesh.name = f"{o.name}_mesh"
+        mesh.uservert = o.vertices.astype(np.float32).reshape(-1).tolist()
+        mesh.userface = o.faces.astype(np.int32).reshape(-1).tolist()
+        body = spec.worldbody.add_body()
+        body.name = o.name
+        body.pos = o.pos_w[0]
+        body.quat = o.quat_w[0]
+        body.mocap = not o.static
+        geom = body.add_geom()
+        geom.name = f"{o.name}_geom"
+        geom.type = mujoco.mjtGeom.mjGEOM_MESH
+        geom.meshname = mesh.name
+        names.append(geom.name)
+    return names
