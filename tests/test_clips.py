@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,14 +79,19 @@ def test_register_clip_is_a_minimal_edit(tmp_path: Path) -> None:
         }
 
 
-@pytest.fixture
-def dvc_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+@pytest.fixture(scope="module")
+def dvc_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("template")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, env=env, check=True)
     (repo / "params.yaml").write_text(PARAMS)
     return repo
+
+
+@pytest.fixture
+def dvc_repo(dvc_template: Path, tmp_path: Path) -> Path:
+    """A fresh DVC repository (no git) holding PARAMS as params.yaml."""
+    return Path(shutil.copytree(dvc_template, tmp_path / "repo"))
 
 
 def _tree(repo: Path) -> dict[str, bytes]:
