@@ -281,3 +281,18 @@ def test_z_up_file_reads_like_the_y_up_one(tmp_path: Path) -> None:
     assert a.source["up_axis"] == "+y" and b.source["up_axis"] == "+z"
     np.testing.assert_allclose(a.pos_w, b.pos_w, atol=1e-7)
     np.testing.assert_allclose(np.abs(np.sum(a.quat_w * b.quat_w, axis=-1)), 1.0, atol=1e-9)
+
+
+def test_wrapped_frame_lines_and_bom(tmp_path: Path) -> None:
+    text = _two_joint_bvh("Zrotation Xrotation Yrotation", {"Z": 5.0, "X": 10.0, "Y": 15.0})
+    head, motion = text.split("MOTION")
+    lines = motion.strip().splitlines()
+    wrapped = [*lines[:2]]
+    for row in lines[2:]:
+        vals = row.split()
+        wrapped += [" ".join(vals[:20]), " ".join(vals[20:])]
+    (tmp_path / "a.bvh").write_text(text)
+    (tmp_path / "b.bvh").write_text(
+        "\ufeff" + head + "MOTION\n" + "\r\n".join(wrapped) + "\r\n", encoding="utf-8"
+    )
+    np.testing.assert_array_equal(read_bvh(tmp_path / "a.bvh").pos_w, read_bvh(tmp_path / "b.bvh").pos_w)

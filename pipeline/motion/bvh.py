@@ -180,6 +180,9 @@ def _parse_motion(text: str, n_chan: int, origin: str) -> tuple[float, np.ndarra
     if n_frames == 0:
         raise InputError(origin, "the clip has zero frames")
     rows = [ln.split() for ln in lines[2:] if ln.strip()]
+    flat = [v for row in rows for v in row]
+    if len(flat) == n_frames * n_chan and any(len(row) != n_chan for row in rows):
+        rows = [flat[k * n_chan : (k + 1) * n_chan] for k in range(n_frames)]  # frames wrapped over lines
     for k, row in enumerate(rows):
         if len(row) != n_chan:
             raise InputError(
@@ -293,7 +296,7 @@ def read_bvh(
     path = Path(path)
     origin = str(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as e:
         raise InputError(origin, f"cannot read: {e.strerror}") from None
     if not text.strip():
