@@ -136,6 +136,27 @@ def _add_sim_robot(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+@command
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "view", help="web viewer (127.0.0.1) of human and robot motions with per-frame quality overlays"
+    )
+    p.add_argument(
+        "clips", nargs="*", help="clip names (walk, retarget/walk) or motion .npz files (none: all)"
+    )
+    p.add_argument("--compare", default=None, help="a second robot motion shown beside it in lockstep")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data", default="data", help="folder of built clips (human/, robot/)")
+
+    def run(a: argparse.Namespace) -> int:
+        from pipeline.viz.viewer import view
+
+        view(a.clips, compare=a.compare, port=a.port, data_dir=a.data)
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimic", description="Human motion to a humanoid tracking policy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
