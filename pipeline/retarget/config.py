@@ -33,6 +33,7 @@ class RetargetConfig:
     activation_distance: constraints (floor, self-collision) enter the QP below this distance [m].
     plant_tolerance: half-width of the box that holds a planted foot's sole in place horizontally [m].
     plant_height: highest a planted sole point may rise above the floor [m].
+    plant_weight: cost weight pulling a held sole point onto its anchor inside the tolerance box.
     plant_roll: a planted foot rolls onto its heel or toe (only that end is held) when the target foot pitches
         so that one end is this much lower than the other [m]; otherwise heel and toe are both held.
     """
@@ -54,9 +55,10 @@ class RetargetConfig:
     floor_margin: float = 0.001
     collision_margin: float = 0.01
     activation_distance: float = 0.05
-    plant_tolerance: float = 0.001
-    plant_height: float = 0.003
+    plant_tolerance: float = 0.003
+    plant_height: float = 0.005
     plant_roll: float = 0.015
+    plant_weight: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:

@@ -24,6 +24,7 @@ FREE, FLAT, HEEL, TOE = 0, 1, 2, 3
 # Sole points (indices into RobotKinematics.sole_local: heel, centre, toe) held by each plant mode.
 PLANT_POINTS = {FLAT: np.array([0, 2]), HEEL: np.array([0]), TOE: np.array([2])}
 ROLL_OTHER = {HEEL: np.array([2]), TOE: np.array([0])}
+ROLL_LIFT = 0.004  # m: how much higher the free end of a rolling foot is held than the planted end
 
 
 def plant_modes(
@@ -169,18 +170,23 @@ class FrameSolver:
             chi.append(cfg.plant_height - xs[:, 2])
             plant_rows += len(idx)
             if mode != FLAT:
-                # A rolling foot really rolls: the held end stays lower than the other by plant_roll.
+                # A rolling foot really rolls: the held end stays lower than the other by ROLL_LIFT.
                 other = k + 3 * f + ROLL_OTHER[mode]
                 crow.append(jac[other, 2] - js[:, 2])
-                clo.append(cfg.plant_roll - (pts[other, 2] - xs[:, 2]))
+                clo.append(ROLL_LIFT - (pts[other, 2] - xs[:, 2]))
                 chi.append(np.full(1, INF))
                 plant_rows += 1
             anchor = self.anchor[f, idx]
             held = ~np.isnan(anchor[:, 0])
             if held.any():
                 crow.append(js[held, :2].reshape(-1, nv))
-                clo.append(np.minimum(anchor[held] - cfg.plant_tolerance - xs[held, :2], 0.0).reshape(-1))
-                chi.append(np.maximum(anchor[held] + cfg.plant_tolerance - xs[held, :2], 0.0).reshape(-1))
+                # Strict: a held point drifted by the last step's linearisation error is pulled back.
+                clo.append((anchor[held] - cfg.plant_tolerance - xs[held, :2]).reshape(-1))
+                chi.append((anchor[held] + cfg.plant_tolerance - xs[held, :2]).reshape(-1))
+                # ... and pulled to the anchor itself by a stiff cost, so it does not wander inside the box.
+                jp = crow[-1]
+                H += cfg.plant_weight * (jp.T @ jp)
+                g += cfg.plant_weight * (jp.T @ (xs[held, :2] - anchor[held]).reshape(-1))
                 plant_rows += 2 * int(held.sum())
         # Self-collision: bounding-sphere broad phase, capsule distances for the near pairs, Jacobians only for
         # the pairs closer than the activation distance.

@@ -28,7 +28,7 @@ QUALITY_KEYS = (
     "fps",
 )
 LIMIT_TOLERANCE = 1e-9  # rad
-ROLL = 0.01  # m: a foot whose heel and toe heights differ by more than this rolls on the lower end
+ROLL = 0.002  # m: a foot whose heel and toe heights differ by more than this rolls on the lower end
 
 
 def quality(motion: RobotMotion) -> dict[str, float | int]:
