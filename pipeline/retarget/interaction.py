@@ -8,7 +8,7 @@ retargeter's QP (:class:`pipeline.retarget.ik.FrameSolver`: keypoint and orienta
 joint and velocity limits, floor, planted feet, self-collision), and adds hard constraints, linearised at the
 current iterate (sequential QP, warm-started from the previous frame):
 
-- no penetration: every collision capsule (sampled at its ends and middle) stays outside every object's
+- no penetration: every collision capsule (sampled at 5 points along its axis) stays outside every object's
   convex hull by ``penetration_margin`` (signed distance + its gradient);
 - contacts: while the human touches an object with a hand or a foot (Scene labels), the closest capsule
   sample of the robot's matching body part lies within ``contact_tolerance`` of that object's surface;
@@ -32,12 +32,13 @@ from pipeline.motion.scene import Scene
 from pipeline.retarget.config import RetargetConfig
 from pipeline.retarget.ik import FrameSolver, plant_modes
 from pipeline.retarget.interaction_geometry import ConvexSet, sample_surface, world_signed_distance
-from pipeline.retarget.interaction_scene import robot_scene
+from pipeline.retarget.interaction_scene import fit_terrain_heights, robot_scene
 from pipeline.retarget.kinematics import RobotKinematics, robot_kinematics
 from pipeline.retarget.qp import INF
 
 METHOD = "interaction mesh (Laplacian deformation) + SDF non-penetration + contact constraints, SQP (daqp)"
 
+CAPSULE_SAMPLES = 5  # points along each collision capsule tested against the objects
 # Robot capsules that make contact for a canonical body part (by name prefix).
 PART_CAPSULES = {
     "left_wrist": ("left_hand", "left_wrist"),
@@ -121,16 +122,17 @@ class InteractionSolver(FrameSolver):
         self._base_qp = self.solve_qp
         self.solve_qp = self._solve  # FrameSolver._step calls self.solve_qp(H, g, lb, ub, C, cl, cu)
         caps = kin.capsules
-        mid = 0.5 * (caps.a_local + caps.b_local)
-        self.cap_slot = np.concatenate([caps.slot] * 3)
-        self.cap_local = np.concatenate([caps.a_local, mid, caps.b_local])
-        self.cap_radius = np.concatenate([caps.radius] * 3)
-        self.cap_index = np.concatenate([np.arange(len(caps.slot))] * 3)
+        fr = np.linspace(0.0, 1.0, CAPSULE_SAMPLES)
+        self.cap_slot = np.concatenate([caps.slot] * len(fr))
+        self.cap_local = np.concatenate([caps.a_local + f * (caps.b_local - caps.a_local) for f in fr])
+        self.cap_radius = np.concatenate([caps.radius] * len(fr))
+        self.cap_index = np.concatenate([np.arange(len(caps.slot))] * len(fr))
         self.part_points = {
             part: np.flatnonzero(np.isin(self.cap_index, [i for i, n in enumerate(caps.names) if n.startswith(pre)]))
             for part, pre in PART_CAPSULES.items()
         }  # fmt: skip
         self.t = 0
+        self.enabled = True
         self.lap: np.ndarray = np.zeros((0, 0))
         self.lap_target = np.zeros((0, 3))
         self.obj_pts = np.zeros((0, 3))
@@ -206,6 +208,8 @@ class InteractionSolver(FrameSolver):
         return B, r.reshape(-1), blocks
 
     def _solve(self, H, g, lb, ub, C, cl, cu):  # type: ignore[no-untyped-def]
+        if not self.enabled:
+            return self._base_qp(H, g, lb, ub, C, cl, cu)
         B, r, blocks = self._terms()
         H = H + B.T @ B
         g = g + B.T @ r
@@ -247,6 +251,10 @@ def retarget_interaction(
     contacts = _contacts(human)
     tg = targets(human, kin, kcfg, contacts)
     rscene = robot_scene(scene, tg["root_scale"], scale_moving=cfg.scale_moving_objects)
+    feet = [kin.keypoint_names.index(n) for n in ("left_ankle", "right_ankle", "left_toe", "right_toe")]
+    fp = tg["pos_w"][:, feet]
+    sole_z = np.minimum(fp[:, :2, 2] - kin.ankle_height, fp[:, 2:, 2])
+    rscene, _ = fit_terrain_heights(rscene, sole_z, fp[:, 2:, :2])
     n = human.num_frames
     heel_to_toe = kin.sole_rest_b[2] - kin.sole_rest_b[0]
     plant = plant_modes(contacts, tg["ankle_rot_w"], heel_to_toe, kcfg.plant_roll)
@@ -258,6 +266,10 @@ def retarget_interaction(
     out = np.empty((n, kin.nq))
     for t in range(n):
         solver.prepare(t, tg["pos_w"][t])
+        if t == 0:  # reach the first pose freely, then bring in the scene: a limb starting inside an object
+            solver.enabled = False  # would otherwise be pushed out through the nearest face
+            q = solver.solve(q, tg["pos_w"][t], tg["rot_w"][t], plant[t], first=True)
+            solver.enabled = True
         q = solver.solve(q, tg["pos_w"][t], tg["rot_w"][t], plant[t], first=t == 0)
         out[t] = q
         if progress is not None:

@@ -32,6 +32,47 @@ def robot_scene(scene: Scene, scale: float, *, scale_moving: bool = False) -> Sc
     return scene.replace(objects=tuple(objs), source={**scene.source, "robot_scale": round(float(scale), 6)})
 
 
+def fit_terrain_heights(
+    scene: Scene,
+    sole_z: np.ndarray,
+    sole_xy: np.ndarray,
+    parts: tuple[str, ...] = ("left_ankle", "right_ankle"),
+) -> tuple[Scene, dict[str, float]]:
+    """Shift each terrain piece vertically so the robot's feet stand on it where the human's did.
+
+    The robot's foot targets come from per-segment scaling (legs by their own ratios, the root by one scale),
+    so on a raised surface they do not land exactly on the uniformly scaled terrain. For each static object
+    with foot contacts, the shift is the median over those frames of (target sole height - the object's top
+    height under the foot). sole_z: (T, 2) target sole heights of the left/right foot; sole_xy: (T, 2, 2).
+    Returns the scene and the shifts (m) by object name.
+    """
+    from pipeline.retarget.interaction_geometry import ConvexSet, world_signed_distance
+
+    objs = list(scene.objects)
+    shifts: dict[str, float] = {}
+    for oi, o in enumerate(objs):
+        if not o.static:
+            continue
+        cols = [c for c, (b, k) in enumerate(zip(scene.contact_bodies, scene.contact_objects, strict=True))
+                if k == oi and b in parts]  # fmt: skip
+        gaps = []
+        cs = ConvexSet.from_mesh(o.vertices)
+        for c in cols:
+            f = parts.index(scene.contact_bodies[c])
+            frames = np.flatnonzero(scene.contacts[:, c])
+            if not len(frames):
+                continue
+            probe = np.concatenate([sole_xy[frames, f], np.full((len(frames), 1), 10.0)], axis=1)
+            _, _, closest = world_signed_distance(cs, o.pos_w[0], o.quat_w[0], probe)
+            top = closest[:, 2]
+            gaps.append(sole_z[frames, f] - top)
+        if gaps:
+            dz = float(np.median(np.concatenate(gaps)))
+            shifts[o.name] = round(dz, 4)
+            objs[oi] = replace(o, pos_w=o.pos_w + np.array([0.0, 0.0, dz]))
+    return scene.replace(objects=tuple(objs), source={**scene.source, "terrain_shift_m": shifts}), shifts
+
+
 def _fmt(a: np.ndarray) -> str:
     return " ".join(f"{x:.6g}" for x in np.asarray(a).reshape(-1))
 
