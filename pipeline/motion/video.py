@@ -29,7 +29,7 @@ visibility, 0 on interpolated frames) is kept in ``source["frame_confidence"]``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from pipeline.motion.video_fit import (
     plant_feet,
     root_translation,
     segment_rotations,
+    segments,
     snap_feet,
     unit,
     up_direction,
@@ -114,20 +115,23 @@ class VideoOptions:
         return float(fx), float(fy), float(cx), float(cy)
 
 
-def segments(found: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
-    """Runs [start, stop) of ``found`` frames, merging across holes of at most ``max_gap`` frames."""
-    idx = np.flatnonzero(found)
-    if idx.size == 0:
-        return []
-    out = []
-    start = prev = int(idx[0])
-    for i in idx[1:]:
-        if i - prev - 1 > max_gap:
-            out.append((start, prev + 1))
-            start = int(i)
-        prev = int(i)
-    out.append((start, prev + 1))
-    return out
+def drop_jumps(lm: Landmarks, window: int = 5) -> Landmarks:
+    """Treat as holes the frames whose hip centre is far (over the person's size in the image) from the
+    running median of its neighbours: a jump to another person or a wrong detection."""
+    idx = np.flatnonzero(lm.found)
+    if idx.size < window:
+        return lm
+    hips = lm.image_px[idx][:, 23:25].mean(axis=1)  # (N, 2)
+    size = np.linalg.norm(lm.image_px[idx][:, 11:13].mean(axis=1) - hips, axis=-1)  # trunk length, pixels
+    half = window // 2
+    pad = np.pad(hips, ((half, half), (0, 0)), mode="edge")
+    med = np.median(np.stack([pad[i : i + len(hips)] for i in range(window)]), axis=0)
+    bad = np.linalg.norm(hips - med, axis=-1) > 2.0 * np.median(size)
+    if not bad.any():
+        return lm
+    found = lm.found.copy()
+    found[idx[bad]] = False
+    return replace(lm, found=found)
 
 
 def fill_holes(x: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -144,6 +148,7 @@ def fill_holes(x: np.ndarray, found: np.ndarray) -> np.ndarray:
 def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path) -> tuple[HumanMotion, dict]:
     """Landmarks of a whole clip -> unprocessed canonical HumanMotion (z up, metres) and extraction notes."""
     fps = lm.fps
+    lm = drop_jumps(lm)
     n_found = int(lm.found.sum())
     if n_found == 0:
         raise InputError(origin, f"no person found in any of the {lm.num_frames} frames")
@@ -220,7 +225,12 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
         "segments": [list(s) for s in segs],
         "kept": list(keep),
         "interpolated_frames": int((~found).sum()),
-        "partial": bool(keep != (0, lm.num_frames) or (~found).any() or not lm.decoded.all()),
+        "partial": bool(
+            keep != (0, lm.num_frames)
+            or (~found).any()
+            or not lm.decoded.all()
+            or lm.expected_frames > lm.num_frames
+        ),
         "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), intr, strict=True)),
         "image_size": [lm.width, lm.height],
         "fps": float(fps),

@@ -203,8 +203,9 @@ def plant_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, cutoff_hz: f
 
 
 def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float) -> np.ndarray:
-    """Put each foot in contact on the floor (sole at z = 0) by two-bone leg IK (bone lengths kept, knee in
-    its bend plane); the correction fades in and out with the (smoothed) contact. (T, J, 3) -> (T, J, 3)."""
+    """Lock each foot in contact: on the floor (sole at z = 0) and, for each run of contact frames, at the
+    run's median ankle position (at most ``LOCK_MAX`` m away), by two-bone leg IK (bone lengths kept, knee
+    in its bend plane); the correction fades in and out over a few frames. (T, J, 3) -> (T, J, 3)."""
     from pipeline.motion.process import ANKLE_HEIGHT_RATIO, TOE_HEIGHT_RATIO
 
     i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
@@ -217,9 +218,16 @@ def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float
         weight = lowpass(contacts[:, s].astype(float), fps, 6.0)
         drop = np.clip(sole, -0.1, 0.1) * weight
         hip, knee, ankle = out[:, h], out[:, k], out[:, a]
+        shift = np.zeros((len(out), 3))
+        for start, stop in segments(contacts[:, s], 0):
+            d = np.median(ankle[start:stop, :2], axis=0) - ankle[start:stop, :2]
+            n = np.linalg.norm(d, axis=-1, keepdims=True)
+            shift[start:stop, :2] = d * np.minimum(1.0, LOCK_MAX / np.maximum(n, 1e-9))
+        shift = lowpass(shift, fps, 6.0)
+        shift[:, 2] = -drop
         l1 = np.linalg.norm(knee - hip, axis=-1)
         l2 = np.linalg.norm(ankle - knee, axis=-1)
-        target = ankle - drop[:, None] * np.array([0.0, 0.0, 1.0])
+        target = ankle + shift
         d = np.linalg.norm(target - hip, axis=-1)
         d_ok = np.clip(d, np.abs(l1 - l2) + 1e-4, l1 + l2 - 1e-4)
         u = (target - hip) / np.maximum(d, 1e-9)[:, None]
@@ -228,18 +236,37 @@ def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float
         across = np.sqrt(np.maximum(l1**2 - along**2, 0.0))
         bend = knee - hip
         bend = unit(bend - np.sum(bend * u, axis=-1, keepdims=True) * u)
-        out[:, k] = hip + along[:, None] * u + across[:, None] * bend
-        out[:, o] += target - ankle
-        out[:, a] = target
+        move = (np.abs(shift).max(axis=1) > 1e-6)[:, None]  # leave untouched what needs no correction
+        out[:, k] = np.where(move, hip + along[:, None] * u + across[:, None] * bend, knee)
+        out[:, o] += np.where(move, target - ankle, 0.0)
+        out[:, a] = np.where(move, target, ankle)
     return out
 
 
-CONTACT_SPEED = 0.35  # m/s
-CONTACT_RISE = 0.08  # m
+def segments(on: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Runs [start, stop) of True in ``on``, merging across holes of at most ``max_gap`` frames."""
+    idx = np.flatnonzero(on)
+    if idx.size == 0:
+        return []
+    out = []
+    start = prev = int(idx[0])
+    for i in idx[1:]:
+        if i - prev - 1 > max_gap:
+            out.append((start, prev + 1))
+            start = int(i)
+        prev = int(i)
+    out.append((start, prev + 1))
+    return out
+
+
+LOCK_MAX = 0.15  # m
+CONTACT_SPEED = 0.5  # m/s
+CONTACT_RISE = 0.12  # m
 
 
 # Rest-pose (T-pose facing +x, z up) primary and secondary axes of each joint's segment frame.
 _X, _Y, _Z = np.eye(3)
+_FOOT = np.array([0.14, 0.0, -0.05]) / np.linalg.norm([0.14, 0.0, -0.05])  # ankle -> toe base, standing
 
 
 def segment_rotations(p: np.ndarray, face_fwd: np.ndarray) -> np.ndarray:
@@ -281,7 +308,7 @@ def segment_rotations(p: np.ndarray, face_fwd: np.ndarray) -> np.ndarray:
         fwd = -perp(shank, thigh) + 0.25 * perp(pel_fwd, thigh)
         rot[:, i[f"{side}_hip"]] = rel(thigh, fwd, -_Z, _X)
         rot[:, i[f"{side}_knee"]] = rel(shank, fwd, -_Z, _X)
-        rot[:, i[f"{side}_ankle"]] = rel(toe - an, kn - an, _X, _Z)
+        rot[:, i[f"{side}_ankle"]] = rel(toe - an, kn - an, _FOOT, _Z)
         rot[:, i[f"{side}_toe"]] = rot[:, i[f"{side}_ankle"]]
     q = matrix_to_quat(rot)
     return np.where(q[..., :1] < 0, -q, q)

@@ -83,10 +83,16 @@ def iter_video(path: Path) -> tuple[float, int, int, int, Iterator[tuple[int, np
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         last = -1
         try:
+            failures = 0
             while True:
                 ok, bgr = cap.read()
                 if not ok:
-                    break
+                    # a corrupt packet mid-file: keep trying while the container announces more frames
+                    failures += 1
+                    if last + failures >= count or failures > 30:
+                        break
+                    continue
+                failures = 0
                 ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                 idx = round(ms * fps / 1000.0) if ms > 0 or last < 0 else last + 1
                 idx = max(idx, last + 1)  # time stamps never go backwards
@@ -177,8 +183,92 @@ class PoseEstimator:
         return img, world, vis
 
 
+CROP_PX = 256  # side of the square crop given to the pose model when the person is small
+HOG_EVERY_S = 1.0  # how often a lost person is searched for with the people detector
+
+
+class PersonTracker:
+    """Pose of one person per frame: the whole frame first; when that finds nobody (typically a person too
+    small for the pose detector), OpenCV's HOG people detector (built into OpenCV, no model download) proposes
+    a box at most every ``HOG_EVERY_S`` seconds and the pose model runs on a square crop around it, the crop
+    then following the landmarks. Image positions are returned in full-frame pixels."""
+
+    def __init__(self, fps: float) -> None:
+        import cv2
+
+        self._full = PoseEstimator()
+        self._crop = PoseEstimator(static=True)  # the crop window moves: detect in every crop
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._roi: tuple[float, float, float] | None = None  # centre x, centre y, side (pixels)
+        self._every = max(1, round(HOG_EVERY_S * fps))
+        self._last_search = -(10**9)
+        self._last_seen: tuple[int, float, float] | None = None  # frame, hip centre x, y (pixels)
+
+    def close(self) -> None:
+        self._full.close()
+        self._crop.close()
+
+    def _search(self, k: int, rgb: np.ndarray) -> tuple[float, float, float] | None:
+        """A box around a person: the one nearest where the person was last seen (within 2 s), else the
+        detector's most confident one."""
+        boxes, weights = self._hog.detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        if len(boxes) == 0:
+            return None
+        best = int(np.argmax(np.asarray(weights).ravel()))
+        if self._last_seen is not None and k - self._last_seen[0] <= 2 * self._every:
+            centres = boxes[:, :2] + boxes[:, 2:] / 2.0
+            best = int(np.argmin(np.linalg.norm(centres - self._last_seen[1:], axis=1)))
+        x, y, w, h = boxes[best]
+        return x + w / 2.0, y + h / 2.0, 1.6 * max(w, h)
+
+    def _run_crop(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        import cv2
+
+        assert self._roi is not None
+        cx, cy, side = self._roi
+        x0, y0 = cx - side / 2, cy - side / 2
+        scale = CROP_PX / side
+        warp = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
+        crop = cv2.warpAffine(rgb, warp, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR)
+        out = self._crop(crop)
+        if out is None:
+            return None
+        img = out[0] * side + [x0, y0]  # full-frame pixels
+        seen = out[2] > 0.5
+        pts = img[seen] if seen.sum() >= 4 else img
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        self._roi = (float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2), float(1.5 * max(hi - lo)))
+        return img, out[1], out[2]
+
+    def __call__(self, k: int, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(33, 2) full-frame pixels, (33, 3) world metres, (33,) visibility; None if no person."""
+        found = self._track(k, rgb)
+        if found is not None:
+            hips = found[0][23:25].mean(axis=0)
+            self._last_seen = (k, float(hips[0]), float(hips[1]))
+        return found
+
+    def _track(self, k: int, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        h, w = rgb.shape[:2]
+        if self._roi is None:
+            out = self._full(rgb)
+            if out is not None:
+                return out[0] * [w, h], out[1], out[2]
+            if k - self._last_search < self._every:
+                return None
+            self._last_search = k
+            self._roi = self._search(k, rgb)
+            if self._roi is None:
+                return None
+        found = self._run_crop(rgb)
+        if found is None or self._roi[2] > 1.2 * max(h, w):
+            self._roi = None  # lost, or big enough for the whole frame again
+        return found
+
+
 def detect_landmarks(path: str | Path, *, fps: float = 30.0, progress: bool = False) -> Landmarks:
-    """Run pose estimation over every frame of a video or image folder."""
+    """Run pose estimation over every frame of a video or image folder (:class:`PersonTracker`)."""
     path = Path(path)
     src_fps, count, width, height, frames = open_frames(path, fps=fps)
     n = max(count, 0)
@@ -203,15 +293,16 @@ def detect_landmarks(path: str | Path, *, fps: float = 30.0, progress: bool = Fa
         from tqdm import tqdm
 
         it = tqdm(frames, total=n or None, desc=f"pose {path.name}", unit="frame")
-    with PoseEstimator() as pose:
+    tracker = PersonTracker(src_fps)
+    try:
         for k, rgb in it:
             grow(k)
             decoded[k] = True
-            out = pose(rgb)
-            if out is None:
-                continue
-            img[k] = out[0] * [width, height]
-            world[k], vis[k], found[k] = out[1], out[2], True
+            out = tracker(k, rgb)
+            if out is not None:
+                img[k], world[k], vis[k], found[k] = out[0], out[1], out[2], True
+    finally:
+        tracker.close()
     last = int(np.flatnonzero(decoded)[-1]) + 1 if decoded.any() else 0
     if last == 0:
         raise InputError(path, "no frame could be decoded: not a video, or an empty or corrupt one")
