@@ -28,12 +28,12 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipeline.motion import read_clip  # noqa: E402
-from pipeline.motion.video_fit import canonical_points  # noqa: E402
-from pipeline.motion.video_pose import detect_landmarks  # noqa: E402
-from pipeline.motion.video_synth import (  # noqa: E402
+from pipeline.motion import HumanMotion, read_clip
+from pipeline.motion.video_fit import canonical_points
+from pipeline.motion.video_pose import detect_landmarks
+from pipeline.motion.video_synth import (
     contact_agreement,
     default_camera,
     pa_mpjpe,
@@ -94,7 +94,7 @@ def evaluate(spec: str, workdir: Path, fps: float, loops: int) -> dict:
     }
 
 
-def _repeat(m, loops: int):  # noqa: ANN001, ANN202 - HumanMotion in and out
+def _repeat(m: HumanMotion, loops: int) -> HumanMotion:
     """Chain a cyclic clip ``loops`` times, each copy continuing from where the previous one ended."""
     step = m.pos_w[-1, 0, :2] - m.pos_w[0, 0, :2]
     pos = [m.pos_w + np.array([*(k * step), 0.0]) for k in range(loops)]

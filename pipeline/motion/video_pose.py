@@ -199,7 +199,7 @@ class PersonTracker:
         self._full = PoseEstimator()
         self._crop = PoseEstimator(static=True)  # the crop window moves: detect in every crop
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())  # type: ignore[attr-defined]
         self._roi: tuple[float, float, float] | None = None  # centre x, centre y, side (pixels)
         self._every = max(1, round(HOG_EVERY_S * fps))
         self._last_search = -(10**9)
@@ -212,13 +212,14 @@ class PersonTracker:
     def _search(self, k: int, rgb: np.ndarray) -> tuple[float, float, float] | None:
         """A box around a person: the one nearest where the person was last seen (within 2 s), else the
         detector's most confident one."""
-        boxes, weights = self._hog.detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        found, weights = self._hog.detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        boxes = np.asarray(found, dtype=float).reshape(-1, 4)
         if len(boxes) == 0:
             return None
         best = int(np.argmax(np.asarray(weights).ravel()))
         if self._last_seen is not None and k - self._last_seen[0] <= 2 * self._every:
             centres = boxes[:, :2] + boxes[:, 2:] / 2.0
-            best = int(np.argmin(np.linalg.norm(centres - self._last_seen[1:], axis=1)))
+            best = int(np.argmin(np.linalg.norm(centres - np.array(self._last_seen[1:]), axis=1)))
         x, y, w, h = boxes[best]
         return x + w / 2.0, y + h / 2.0, 1.6 * max(w, h)
 
