@@ -9,7 +9,8 @@ from pipeline.errors import InputError
 from pipeline.motion import read_clip
 from pipeline.stage import params, run
 
-CLIP_KEYS = {"path", "format", "unit", "joint_map", "subject_height", "body_model"}
+# video: camera and gap options of a video clip (pipeline.motion.video.VideoOptions: fx, fy, cx, cy or hfov_deg, ...)
+CLIP_KEYS = {"path", "format", "unit", "joint_map", "subject_height", "body_model", "video"}
 
 
 def main(argv: list[str]) -> None:
@@ -27,6 +28,7 @@ def main(argv: list[str]) -> None:
         joint_map=clip.get("joint_map"),
         subject_height=clip.get("subject_height"),
         body_model=clip.get("body_model"),
+        video=clip.get("video"),
     )
     motion.save(output)
     print(f"{name}: {motion.num_frames} frames at {motion.fps:g} fps, subject {motion.subject_height:.2f} m")
