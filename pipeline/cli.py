@@ -66,12 +66,32 @@ def _add_add_clip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--joint-map", default=None, help="BVH joint-name map YAML {canonical: source joint}")
     p.add_argument("--unit", default=None, help="BVH unit: m, cm, mm, inch, cmu (default: detected)")
     p.add_argument("--body-model", default=None, help="SMPL-X model folder for AMASS input")
+    p.add_argument("--subject-height", type=float, default=None, help="subject's height, m (sets video scale)")
+    p.add_argument("--intrinsics", default=None, help="video camera FX,FY,CX,CY in pixels")
+    p.add_argument("--hfov", type=float, default=None, help="video camera horizontal field of view, degrees")
 
     def run(a: argparse.Namespace) -> int:
         from pipeline.clips import add_clip
+        from pipeline.errors import InputError
 
+        video: dict[str, float] = {}
+        if a.intrinsics:
+            try:
+                fx, fy, cx, cy = (float(v) for v in a.intrinsics.split(","))
+            except ValueError:
+                raise InputError("--intrinsics", "expected four numbers FX,FY,CX,CY") from None
+            video.update(fx=fx, fy=fy, cx=cx, cy=cy)
+        if a.hfov is not None:
+            video["hfov_deg"] = a.hfov
         out = add_clip(
-            a.path, name=a.name, fmt=a.fmt, joint_map=a.joint_map, unit=a.unit, body_model=a.body_model
+            a.path,
+            name=a.name,
+            fmt=a.fmt,
+            joint_map=a.joint_map,
+            unit=a.unit,
+            body_model=a.body_model,
+            subject_height=a.subject_height,
+            video=video or None,
         )
         print(f"added {out}: tracked by DVC and registered in params.yaml; run `dvc repro`")
         return 0

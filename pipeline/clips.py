@@ -197,6 +197,8 @@ def add_clip(
     joint_map: str | None = None,
     unit: str | None = None,
     body_model: str | None = None,
+    subject_height: float | None = None,
+    video: dict[str, Any] | None = None,
 ) -> Path:
     """Validate ``path`` (read it fully), copy it to ``motions/raw/<name><suffix>``, ``dvc add`` it and
     register it in ``params.yaml`` under ``clips:``. Returns the copied file's path.
@@ -231,7 +233,15 @@ def add_clip(
 
         load_clip(src)  # structure only: the body model is needed to run it
     else:
-        read_clip(src, fmt=fmt, joint_map=joint_map, unit=unit, body_model=body_model)
+        read_clip(
+            src,
+            fmt=fmt,
+            joint_map=joint_map,
+            unit=unit,
+            body_model=body_model,
+            subject_height=subject_height,
+            video=video,
+        )
     rel = dest.relative_to(repo).as_posix()
     dest.parent.mkdir(parents=True, exist_ok=True)
     created = [dest, dest.with_name(dest.name + ".dvc")]
@@ -244,7 +254,13 @@ def add_clip(
             _copy(Path(joint_map), map_dest)
             created.append(map_dest)
             joint_map = map_dest.relative_to(repo).as_posix()
-        for key, value in (("joint_map", joint_map), ("unit", unit), ("body_model", body_model)):
+        for key, value in (
+            ("joint_map", joint_map),
+            ("unit", unit),
+            ("body_model", body_model),
+            ("subject_height", subject_height),
+            ("video", video),
+        ):
             if value is not None:
                 entry[key] = value
         register_clip(params_path, name, entry)
