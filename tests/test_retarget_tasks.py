@@ -19,7 +19,7 @@ def kin():
 
 def random_q(kin, rng: np.random.Generator) -> np.ndarray:
     q = kin.q_default.copy()
-    q[:3] = rng.normal(scale=0.3, size=3) + [0, 0, 0.8]
+    q[:3] = rng.normal(scale=0.3, size=3) + np.array([0, 0, 0.8])
     quat = rng.normal(size=4)
     q[3:7] = quat / np.linalg.norm(quat)
     q[7:] = rng.uniform(kin.lower + 0.01, kin.upper - 0.01)
@@ -95,7 +95,7 @@ def test_collision_distance_jacobian(kin, seed):
     q = random_q(kin, np.random.default_rng(40 + seed))
     pairs = kin.capsules.pairs
     fr = Frame(kin).update(q)
-    dist, jac = tasks.collision_distance(fr, pairs)
+    _, jac = tasks.collision_distance(fr, pairs)
     num = fd_jacobian(kin, q, lambda f: tasks.pair_distances(f, pairs)[0])
     # Skip degenerate pairs: (near) parallel capsules, whose witness points jump.
     a, b = tasks.capsule_ends(fr)
