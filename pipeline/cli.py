@@ -66,7 +66,9 @@ def _add_add_clip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--joint-map", default=None, help="BVH joint-name map YAML {canonical: source joint}")
     p.add_argument("--unit", default=None, help="BVH unit: m, cm, mm, inch, cmu (default: detected)")
     p.add_argument("--body-model", default=None, help="SMPL-X model folder for AMASS input")
-    p.add_argument("--subject-height", type=float, default=None, help="subject's height, m (sets video scale)")
+    p.add_argument(
+        "--subject-height", type=float, default=None, help="subject's height, m (sets video scale)"
+    )
     p.add_argument("--intrinsics", default=None, help="video camera FX,FY,CX,CY in pixels")
     p.add_argument("--hfov", type=float, default=None, help="video camera horizontal field of view, degrees")
 
@@ -112,12 +114,17 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="build every command but publish none")
     p.add_argument("--log", default=None, help="run log .npz (default build/deploy-logs/deploy-<time>.npz)")
     p.add_argument("--hold-s", type=float, default=2.5, help="sim only: harness holds the base this long")
+    p.add_argument("--watchdog-ms", type=float, default=100.0, help="fault when the newest state is older")
+    p.add_argument("--max-tilt-deg", type=float, default=60.0, help="fall detection threshold")
 
     def run(a: argparse.Namespace) -> int:
         from pipeline.deploy.run import deploy, summary
+        from pipeline.deploy.runtime import RunConfig
+        from pipeline.deploy.safety import SafetyConfig
 
-        result = deploy(a.bundle, a.robot, iface=a.iface, domain=a.domain, robot=a.model, dry_run=a.dry_run,
-                        log_path=a.log, hold_s=a.hold_s)  # fmt: skip
+        safety = SafetyConfig(watchdog_s=a.watchdog_ms / 1e3, max_tilt_deg=a.max_tilt_deg)
+        result = deploy(a.bundle, a.robot, iface=a.iface, domain=a.domain, robot=a.model, log_path=a.log,
+                        hold_s=a.hold_s, cfg=RunConfig(dry_run=a.dry_run, safety=safety))  # fmt: skip
         stats = ", ".join(f"{k} {v:.3f}" for k, v in summary(result).items())
         print(f"mimic deploy: {result.message} ({stats})")
         return 0
@@ -141,7 +148,12 @@ def _add_sim_robot(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fault", default="none", choices=["none", "drop", "stall", "bad-crc"], help="fault injection"
     )
-    p.add_argument("--fault-at", type=float, default=0.0, help="simulated time (s) the fault starts")
+    p.add_argument(
+        "--fault-at",
+        type=float,
+        default=0.0,
+        help="simulated time (s) after the first command the fault starts",
+    )
 
     def run(a: argparse.Namespace) -> int:
         from pathlib import Path

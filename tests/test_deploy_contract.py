@@ -78,7 +78,7 @@ def test_rollout_matches_training_step_by_step(
         # the robot's signals, through the unitree_hg message and back (float32, CRC checked)
         true_state = RobotState(0.0, k, data.qpos[7:].copy(), data.qvel[6:].copy(), np.zeros(c.num_joints),
                                 data.qpos[3:7].copy(), data.qvel[3:6].copy(), np.zeros(3))  # fmt: skip
-        state, crc_ok = dds.state_from_lowstate(writer.fill(true_state), c.num_joints, 0.0)
+        state, crc_ok = dds.state_from_wire(writer.fill(true_state), c.num_joints, 0.0)
         assert crc_ok
         if k == 0:
             observer.start(state)

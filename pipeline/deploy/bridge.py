@@ -4,7 +4,7 @@ Subscribes ``rt/lowcmd`` (commands with a wrong CRC are ignored, as the hardware
 of the newest valid command at every physics step (500 Hz), and publishes ``rt/lowstate`` (motor states, IMU
 quaternion/gyro/accelerometer, tick = physics step count) at every physics step, paced to the wall clock.
 
-Fault injection for tests (``fault`` from ``fault_at`` seconds of simulated time on): ``drop`` stops publishing
+Fault injection for tests (``fault`` from ``fault_at`` seconds of simulated time after the first command on): ``drop`` stops publishing
 states, ``stall`` pauses them for ``stall_s`` then resumes, ``bad-crc`` publishes states with a wrong CRC.
 ``record`` writes the trajectory (tick, qpos at every step) when the bridge stops (SIGINT/SIGTERM or duration).
 """
@@ -57,23 +57,23 @@ class Bridge:
         self.commands = 0
         self.bad_crc = 0
         self.published = 0
+        self.last_kp_max = float("nan")
         self.ticks: list[int] = []
         self.qpos: list[np.ndarray] = []
 
     def _take_command(self) -> None:
-        for msg in self.reader.take(N=1):
-            if not hasattr(msg, "motor_cmd"):
-                continue
-            cmd, ok = dds.command_from_lowcmd(msg, self.n)
+        for data in dds.take_raw(self.reader, 1):
+            cmd, ok = dds.command_from_wire(data, self.n)
             if not ok:
                 self.bad_crc += 1
                 continue
             self.commands += 1
             self.sim.command = cmd
+            self.last_kp_max = float(cmd.kp.max())
 
     def _publishing(self, t: float) -> tuple[bool, int]:
         c = self.cfg
-        if c.fault == "none" or t < c.fault_at:
+        if c.fault == "none" or t < 0 or t < c.fault_at:
             return True, 0
         if c.fault == "drop":
             return False, 0
@@ -93,9 +93,10 @@ class Bridge:
             step += 1
             self.ticks.append(step)
             self.qpos.append(self.sim.data.qpos.copy())
-            publish, crc_offset = self._publishing(self.sim.time)
+            t_first = self.sim.t_first_command
+            publish, crc_offset = self._publishing(-1.0 if t_first is None else self.sim.time - t_first)
             if publish:
-                self.writer.write(self.states.fill(self.sim.state(0.0, step), crc_offset=crc_offset))
+                dds.write_raw(self.writer, self.states.fill(self.sim.state(0.0, step), crc_offset=crc_offset))
                 self.published += 1
             delay = t0 + step * dt - time.monotonic()
             if delay > 0:
@@ -111,7 +112,8 @@ class Bridge:
             "qpos": np.asarray(self.qpos).reshape(-1, self.sim.model.nq),
             "dt": np.float64(self.sim.dt),
             "robot": np.array(self.cfg.robot),
-            "stats": {"commands": self.commands, "bad_crc": self.bad_crc, "published": self.published},
+            "stats": {"commands": self.commands, "bad_crc": self.bad_crc, "published": self.published,
+                      "last_kp_max": self.last_kp_max},
         })  # fmt: skip
 
 

@@ -3,18 +3,20 @@ over CycloneDDS 0.10.x, with the Unitree SDK's message types and CRC routine.
 
 The participant is created like the SDK's ``ChannelFactoryInitialize(domain, iface)`` (same CycloneDDS
 configuration), but per object rather than as a process-wide singleton, so one process can hold several
-domains (tests use a random domain id each). The CRC is the SDK's C routine (``crc32_core``) over the
-message packed with numpy instead of ``struct`` (about 20x faster; checked equal to the SDK's ``CRC().Crc``).
+domains (tests use a random domain id each). Messages go on the wire through
+:mod:`pipeline.deploy.cdr` (numpy views, checked byte for byte against the SDK's serializer) and the CRC is the
+SDK's C routine (``crc32_core``) over the message packed with numpy (checked equal to the SDK's ``CRC().Crc``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
+import zlib
 from typing import Any
 
 import numpy as np
 
+from pipeline.deploy.cdr import Wire
 from pipeline.deploy.state import MotorCommand, RobotState
 from pipeline.errors import MimicError
 
@@ -65,170 +67,123 @@ def _sdk() -> Any:
     return hg, CRC
 
 
-_crc_fn: Any = None
+_BITREV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], np.uint8)
 
 
 def crc32(buf: np.ndarray) -> int:
-    """Unitree CRC32 of a packed message (all 32-bit words but the last, which is the crc field)."""
-    global _crc_fn
-    if _crc_fn is None:
-        _crc_fn = _sdk()[1]().crc_lib.crc32_core
-    words = buf.view("<u4")
-    return int(_crc_fn(words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), words.size - 1))
+    """Unitree CRC32 of a message in its C struct layout: over all 32-bit words but the last (the crc field).
+
+    The SDK's routine (``crc32_core``, bitwise, MSB first, poly 0x04C11DB7, init 0xFFFFFFFF, no final xor) is
+    CRC-32/MPEG-2 over the big-endian words; computed here with zlib's reflected CRC on bit-reversed bytes
+    (3x faster; tests/test_deploy_dds_codec.py checks it against the SDK's routine).
+    """
+    words = buf.view("<u4")[:-1]
+    reflected = zlib.crc32(_BITREV[words.astype(">u4").view(np.uint8)].tobytes()) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
 
 
-def pack_lowcmd(msg: Any) -> np.ndarray:
-    """A LowCmd_ as its packed bytes (1,) LOWCMD_DTYPE."""
-    buf = np.zeros(1, LOWCMD_DTYPE)
-    buf["mode_pr"], buf["mode_machine"] = msg.mode_pr, msg.mode_machine
-    m = buf["motor"][0]
-    mc = msg.motor_cmd
-    m["mode"] = [c.mode for c in mc]
-    for f in ("q", "dq", "tau", "kp", "kd", "reserve"):
-        m[f] = [getattr(c, f) for c in mc]
-    buf["motor"][0] = m
-    buf["reserve"][0] = msg.reserve
-    buf["crc"] = msg.crc
-    return buf
-
-
-def pack_lowstate(msg: Any) -> np.ndarray:
-    buf = np.zeros(1, LOWSTATE_DTYPE)
-    b = buf[0]
-    b["version"], b["mode_pr"], b["mode_machine"], b["tick"] = (
-        msg.version,
-        msg.mode_pr,
-        msg.mode_machine,
-        msg.tick,
-    )
-    imu = msg.imu_state
-    b["quaternion"], b["gyroscope"], b["accelerometer"] = imu.quaternion, imu.gyroscope, imu.accelerometer
-    b["rpy"], b["temperature"] = imu.rpy, imu.temperature
-    ms = msg.motor_state
-    m = b["motor"]
-    for f in ("mode", "q", "dq", "ddq", "tau_est", "vol", "motorstate"):
-        m[f] = [getattr(s, f) for s in ms]
-    for f in ("temperature", "sensor", "reserve"):
-        m[f] = [getattr(s, f) for s in ms]
-    remote = msg.wireless_remote
-    b["wireless_remote"] = (
-        np.frombuffer(remote, np.uint8) if isinstance(remote, bytes | bytearray) else remote
-    )
-    b["reserve"], b["crc"] = msg.reserve, msg.crc
-    return buf
+def wire_crc(wire: Wire) -> int:
+    return crc32(wire.packed(LOWSTATE_DTYPE if wire.kind == "state" else LOWCMD_DTYPE))
 
 
 class CommandWriter:
-    """Fills one reusable LowCmd_ from a MotorCommand and stamps its CRC."""
+    """Encodes a MotorCommand as a LowCmd_ on the wire (one reusable buffer) with its CRC."""
 
     def __init__(self, num_joints: int) -> None:
-        hg, _ = _sdk()
         self.n = num_joints
-        self.msg = hg.LowCmd_(
-            mode_pr=0,
-            mode_machine=0,
-            motor_cmd=[
-                hg.MotorCmd_(mode=0, q=0.0, dq=0.0, tau=0.0, kp=0.0, kd=0.0, reserve=0) for _ in range(35)
-            ],
-            reserve=[0, 0, 0, 0],
-            crc=0,
-        )
-        self.buf = np.zeros(1, LOWCMD_DTYPE)
+        self.wire = Wire("cmd")
 
-    def fill(self, cmd: MotorCommand, *, mode_machine: int = 0) -> Any:
-        n, m, mc = self.n, self.buf["motor"][0], self.msg.motor_cmd
-        q, dq, tau = cmd.q.astype(np.float32), cmd.dq.astype(np.float32), cmd.tau.astype(np.float32)
-        kp, kd = cmd.kp.astype(np.float32), cmd.kd.astype(np.float32)
-        m["mode"][:n] = MOTOR_MODE_ENABLE
-        m["q"][:n], m["dq"][:n], m["tau"][:n], m["kp"][:n], m["kd"][:n] = q, dq, tau, kp, kd
-        self.buf["motor"][0] = m
-        self.buf["mode_machine"] = mode_machine
-        self.msg.mode_machine = mode_machine
-        ql, dql, tl, kpl, kdl = q.tolist(), dq.tolist(), tau.tolist(), kp.tolist(), kd.tolist()
-        for i in range(n):
-            c = mc[i]
-            c.mode, c.q, c.dq, c.tau, c.kp, c.kd = MOTOR_MODE_ENABLE, ql[i], dql[i], tl[i], kpl[i], kdl[i]
-        self.msg.crc = crc32(self.buf)
-        return self.msg
+    def fill(self, cmd: MotorCommand, *, mode_machine: int = 0, crc_offset: int = 0) -> bytes:
+        n, v = self.n, self.wire.v
+        mode = np.zeros(NUM_MOTORS, np.uint8)
+        mode[:n] = MOTOR_MODE_ENABLE
+        self.wire.set_mode(mode)
+        v["mode_machine"][0] = mode_machine
+        v["m_q"][:n], v["m_dq"][:n], v["m_tau"][:n] = cmd.q, cmd.dq, cmd.tau
+        v["m_kp"][:n], v["m_kd"][:n] = cmd.kp, cmd.kd
+        v["crc"][0] = (wire_crc(self.wire) + crc_offset) & 0xFFFFFFFF
+        return self.wire.bytes()
+
+
+def command_from_wire(data: bytes, num_joints: int) -> tuple[MotorCommand, bool]:
+    """(command, crc_ok) of a received LowCmd_; motors with mode 0 are off (kp = kd = 0)."""
+    w = Wire("cmd", data)
+    n, v = num_joints, w.v
+    on = (w.mode[:n] != 0).astype(np.float64)
+    cmd = MotorCommand(
+        q=v["m_q"][:n].astype(np.float64),
+        dq=v["m_dq"][:n].astype(np.float64),
+        tau=v["m_tau"][:n].astype(np.float64) * on,
+        kp=v["m_kp"][:n].astype(np.float64) * on,
+        kd=v["m_kd"][:n].astype(np.float64) * on,
+    )
+    return cmd, wire_crc(w) == int(v["crc"][0])
 
 
 class StateWriter:
-    """Fills one reusable LowState_ from simulated robot signals and stamps its CRC (the bridge's side)."""
+    """Encodes simulated robot signals as a LowState_ on the wire with its CRC (the bridge's side)."""
 
     def __init__(self, num_joints: int) -> None:
-        from unitree_sdk2py.idl.default import unitree_hg_msg_dds__LowState_
-
-        _sdk()
         self.n = num_joints
-        self.msg = unitree_hg_msg_dds__LowState_()
-        self.buf = np.zeros(1, LOWSTATE_DTYPE)
-        self.buf["motor"][0]["mode"][:num_joints] = MOTOR_MODE_ENABLE
-        for i in range(num_joints):
-            self.msg.motor_state[i].mode = MOTOR_MODE_ENABLE
+        self.wire = Wire("state")
+        mode = np.zeros(NUM_MOTORS, np.uint8)
+        mode[:num_joints] = MOTOR_MODE_ENABLE
+        self.wire.set_mode(mode)
 
-    def fill(self, state: RobotState, *, crc_offset: int = 0) -> Any:
+    def fill(self, state: RobotState, *, crc_offset: int = 0) -> bytes:
         """``crc_offset`` != 0 corrupts the CRC (fault injection)."""
-        n, b, msg = self.n, self.buf[0], self.msg
-        q, dq, tau = (state.joint_pos.astype(np.float32), state.joint_vel.astype(np.float32),
-                      state.joint_tau.astype(np.float32))  # fmt: skip
-        quat, gyro, acc = (state.imu_quat.astype(np.float32), state.imu_gyro.astype(np.float32),
-                           state.imu_acc.astype(np.float32))  # fmt: skip
-        w, x, y, z = (float(v) for v in quat)
-        rpy = np.array([np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
-                        np.arcsin(np.clip(2 * (w * y - z * x), -1, 1)),
-                        np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))], np.float32)  # fmt: skip
-        m = b["motor"]
-        m["q"][:n], m["dq"][:n], m["tau_est"][:n] = q, dq, tau
-        b["motor"] = m
-        b["tick"] = state.tick & 0xFFFFFFFF
-        b["quaternion"], b["gyroscope"], b["accelerometer"], b["rpy"] = quat, gyro, acc, rpy
-        msg.tick = int(b["tick"])
-        imu = msg.imu_state
-        imu.quaternion, imu.gyroscope, imu.accelerometer, imu.rpy = (
-            quat.tolist(),
-            gyro.tolist(),
-            acc.tolist(),
-            rpy.tolist(),
+        n, v = self.n, self.wire.v
+        w, x, y, z = (float(c) for c in state.imu_quat)
+        v["m_q"][:n], v["m_dq"][:n], v["m_tau_est"][:n] = state.joint_pos, state.joint_vel, state.joint_tau
+        v["tick"][0] = state.tick & 0xFFFFFFFF
+        v["quaternion"][:], v["gyroscope"][:], v["accelerometer"][:] = (
+            state.imu_quat,
+            state.imu_gyro,
+            state.imu_acc,
         )
-        ql, dql, tl = q.tolist(), dq.tolist(), tau.tolist()
-        ms = msg.motor_state
-        for i in range(n):
-            s = ms[i]
-            s.q, s.dq, s.tau_est = ql[i], dql[i], tl[i]
-        msg.crc = (crc32(self.buf) + crc_offset) & 0xFFFFFFFF
-        return msg
+        v["rpy"][:] = (
+            np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
+            np.arcsin(np.clip(2 * (w * y - z * x), -1, 1)),
+            np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)),
+        )
+        v["crc"][0] = (wire_crc(self.wire) + crc_offset) & 0xFFFFFFFF
+        return self.wire.bytes()
 
 
-def command_from_lowcmd(msg: Any, num_joints: int) -> tuple[MotorCommand, bool]:
-    """(command, crc_ok) of a received LowCmd_."""
-    buf = pack_lowcmd(msg)
-    m = buf["motor"][0][:num_joints]
-    cmd = MotorCommand(
-        q=m["q"].astype(np.float64),
-        dq=m["dq"].astype(np.float64),
-        tau=m["tau"].astype(np.float64),
-        kp=m["kp"].astype(np.float64) * (m["mode"] != 0),
-        kd=m["kd"].astype(np.float64) * (m["mode"] != 0),
-    )
-    return cmd, crc32(buf) == int(msg.crc)
-
-
-def state_from_lowstate(msg: Any, num_joints: int, stamp: float) -> tuple[RobotState, bool]:
+def state_from_wire(data: bytes, num_joints: int, stamp: float) -> tuple[RobotState, bool]:
     """(state, crc_ok) of a received LowState_."""
-    buf = pack_lowstate(msg)
-    b = buf[0]
-    m = b["motor"][:num_joints]
+    w = Wire("state", data)
+    n, v = num_joints, w.v
     state = RobotState(
         stamp=stamp,
-        tick=int(b["tick"]),
-        joint_pos=m["q"].astype(np.float64),
-        joint_vel=m["dq"].astype(np.float64),
-        joint_tau=m["tau_est"].astype(np.float64),
-        imu_quat=b["quaternion"].astype(np.float64),
-        imu_gyro=b["gyroscope"].astype(np.float64),
-        imu_acc=b["accelerometer"].astype(np.float64),
+        tick=int(v["tick"][0]),
+        joint_pos=v["m_q"][:n].astype(np.float64),
+        joint_vel=v["m_dq"][:n].astype(np.float64),
+        joint_tau=v["m_tau_est"][:n].astype(np.float64),
+        imu_quat=v["quaternion"].astype(np.float64),
+        imu_gyro=v["gyroscope"].astype(np.float64),
+        imu_acc=v["accelerometer"].astype(np.float64),
     )
-    return state, crc32(buf) == int(msg.crc)
+    return state, wire_crc(w) == int(v["crc"][0])
+
+
+def take_raw(reader: Any, n: int = 1) -> list[bytes]:
+    """Up to ``n`` received samples as wire bytes (valid data only), without Python deserialisation."""
+    from cyclonedds._clayer import ddspy_take
+
+    ret = ddspy_take(reader._ref, n)
+    if isinstance(ret, int):
+        raise DdsUnavailable(f"taking samples failed (DDS error {ret})")
+    return [data for data, info in ret if info.valid_data]
+
+
+def write_raw(writer: Any, data: bytes) -> None:
+    """Publish wire bytes made by :class:`CommandWriter` / :class:`StateWriter`."""
+    from cyclonedds._clayer import ddspy_write
+
+    ret = ddspy_write(writer._ref, data)
+    if ret < 0:
+        raise DdsUnavailable(f"writing a sample failed (DDS error {ret})")
 
 
 class Participant:

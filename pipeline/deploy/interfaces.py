@@ -7,7 +7,6 @@ robot they are connected to (name, joint order, gains) so the runtime can check 
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Protocol
 
@@ -97,34 +96,28 @@ class DdsInterface(_Described):
         self.reader = self.part.reader(dds.LOWSTATE_TOPIC, dds.lowstate_type())
         self.writer = self.part.writer(dds.LOWCMD_TOPIC, dds.lowcmd_type())
         self.cmd = dds.CommandWriter(self.n)
-        self.mode_machine = 0
         self._last: RobotState | None = None
-        self._lock = threading.Lock()
         self.received = 0
 
     def read(self) -> RobotState | None:
-        """The newest state (reader keeps the last sample only); the previous one if nothing new arrived."""
-        samples = self.reader.take(N=1)
-        now = time.monotonic()
-        for msg in samples:
-            if not hasattr(msg, "motor_state"):  # an invalid sample (writer gone)
-                continue
-            state, ok = dds.state_from_lowstate(msg, self.n, now)
+        """The newest state (the reader keeps the last sample only); the previous one if nothing new arrived."""
+        for data in dds.take_raw(self.reader, 1):
+            state, ok = dds.state_from_wire(data, self.n, time.monotonic())
             if not ok:
                 self.bad_crc += 1
                 continue
             self.bad_crc = 0
-            self.mode_machine = int(msg.mode_machine)
             self.received += 1
             self._last = state
         return self._last
 
-    def build(self, cmd: MotorCommand) -> object:
-        """The LowCmd_ for ``cmd`` with its CRC (the compute part of sending)."""
-        return self.cmd.fill(cmd, mode_machine=self.mode_machine)
+    def build(self, cmd: MotorCommand) -> bytes:
+        """The LowCmd_ wire bytes for ``cmd`` with its CRC (the compute part of sending)."""
+        return self.cmd.fill(cmd)
 
     def publish(self, msg: object) -> None:
-        self.writer.write(msg)
+        assert isinstance(msg, bytes)
+        dds.write_raw(self.writer, msg)
 
     def close(self) -> None:
         for ent in ("writer", "reader"):

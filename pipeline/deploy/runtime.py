@@ -175,9 +175,14 @@ class Runtime:
                 now = t_read
                 if fault == Fault.NONE:
                     fault, message = check_state(state, now, cfg.safety, t0)
-                if fault == Fault.NONE and getattr(iface, "bad_crc", 0) >= cfg.safety.bad_crc_limit:
+                bad_crc = getattr(iface, "bad_crc", 0)
+                if (fault == Fault.STALE_STATE and bad_crc) or (
+                    fault == Fault.NONE and bad_crc >= cfg.safety.bad_crc_limit
+                ):
                     fault = Fault.BAD_CRC
-                    message = f"{iface.bad_crc} consecutive robot states had a wrong CRC"
+                    message = f"robot states arrive with a wrong CRC ({bad_crc} rejected in a row)" + (
+                        f"; {message}" if message else ""
+                    )
                 if fault == Fault.NONE and self._estop:
                     fault, message = Fault.ESTOP, self._estop
                 obs = action = None
