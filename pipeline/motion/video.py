@@ -251,24 +251,40 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     return motion, notes
 
 
+def _folder_sha256(folder: Path) -> str:
+    """Hash of an image folder: its image file names and contents, in name order."""
+    import hashlib
+
+    from pipeline.motion.video_pose import IMAGE_SUFFIXES
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        h.update(f.name.encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
 def read_video(
-    path: str | Path, params: Mapping[str, Any] | None = None, *, progress: bool = False
+    path: str | Path, params: Mapping[str, Any] | None = None, *, progress: bool | None = None
 ) -> HumanMotion:
     """Read a video file or an image folder into an unprocessed canonical :class:`HumanMotion`.
 
     Args:
         path: a video (.mp4, .avi, ...) or a folder of images.
         params: :class:`VideoOptions` fields (subject_height, intrinsics or hfov_deg, fps of a folder, ...).
-        progress: show a progress bar.
+        progress: show a progress bar (default: when stderr is a terminal).
     """
+    import sys
+
     path = Path(path)
+    if progress is None:
+        progress = sys.stderr.isatty()
     opts = VideoOptions.from_params(params, path)
     lm = detect_landmarks(path, fps=opts.fps, progress=progress)
     motion, notes = motion_from_landmarks(lm, opts, path)
     source = {
         "format": "video",
         "file": path.name,
-        "sha256": sha256_file(path) if path.is_file() else "",
+        "sha256": sha256_file(path) if path.is_file() else _folder_sha256(path),
         "licence": "unknown",
         "pose_model": "mediapipe-0.10.21 pose (BlazePose GHUM full, model_complexity=1)",
         "video": notes,
