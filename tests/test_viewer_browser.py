@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1000, "height": 650}
+VIEWPORT = {"width": 900, "height": 600}
 PANEL_WIDTH = 360  # the GUI panel on the right, excluded from scene comparisons
 TOP = 170  # the notification in the top left (software WebGL), excluded too
 FRAMES = 60
@@ -213,7 +213,7 @@ def test_no_argument_lists_clips_and_a_pick_loads_one(browser, data_dir):
     try:
         assert viewer.track is None
         empty = page.settle()
-        page.page.get_by_role("textbox", name="clip").first.click()
+        page.page.locator('input[role=combobox][value="(pick a clip)"]').click()
         labels = [e.label for e in entries]
         assert labels == ["still [robot, pass]", "swing [robot, fail]"]
         page.page.get_by_role("option", name=labels[1]).click()
