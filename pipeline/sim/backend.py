@@ -24,15 +24,20 @@ from pipeline.robot.spec import RobotSpec
 
 TERRAIN_SIZE_M = 40.0  # half-width of the heightfield, m
 TERRAIN_RES = 321  # samples per side (0.25 m)
+TERRAIN_LEVELS = 4  # roughness levels an env can draw from
 IMU_SITE = "imu_in_pelvis"
 
 
 def build_model(
-    robot: RobotSpec, *, timestep: float, terrain: bool = False, terrain_max: float = 0.0, seed: int = 0
+    robot: RobotSpec, *, timestep: float, terrain: tuple[float, ...] = (), seed: int = 0
 ) -> mujoco.MjModel:
     """The simulation model: robot.yaml's PD actuators, ``timestep``, a pelvis accelerometer (which makes
-    MuJoCo compute ``cfrc_ext``, the contact forces on every body) and a floor; with ``terrain`` the floor
-    is a heightfield of random bumps whose amplitude is a per-env parameter (``hfield_size[:, 2]``)."""
+    MuJoCo compute ``cfrc_ext``, the contact forces on every body) and a floor.
+
+    With ``terrain`` (amplitudes in m), the floor is one heightfield of random bumps per amplitude, named
+    ``terrain<k>``; heightfield sizes are asset data that MuJoCo shares between simulations, so an env picks
+    its roughness by enabling the collisions of one of them (per-env ``geom_contype``/``geom_conaffinity``).
+    """
     spec = build_spec(robot, floor=not terrain)
     spec.option.timestep = timestep
     s = spec.add_sensor()
@@ -41,16 +46,18 @@ def build_model(
     s.objtype = mujoco.mjtObj.mjOBJ_SITE
     s.objname = IMU_SITE
     if terrain:
-        rng = np.random.default_rng(seed)
-        hf = spec.add_hfield()
-        hf.name = "terrain"
-        hf.nrow = hf.ncol = TERRAIN_RES
-        hf.size = [TERRAIN_SIZE_M, TERRAIN_SIZE_M, max(terrain_max, 1e-4), 0.1]
-        hf.userdata = rng.uniform(0.0, 1.0, TERRAIN_RES * TERRAIN_RES).tolist()
-        g = spec.worldbody.add_geom()
-        g.name = "floor"
-        g.type = mujoco.mjtGeom.mjGEOM_HFIELD
-        g.hfieldname = "terrain"
+        pattern = np.random.default_rng(seed).uniform(0.0, 1.0, TERRAIN_RES * TERRAIN_RES).tolist()
+        for k, amp in enumerate(terrain):
+            hf = spec.add_hfield()
+            hf.name = f"terrain{k}"
+            hf.nrow = hf.ncol = TERRAIN_RES
+            hf.size = [TERRAIN_SIZE_M, TERRAIN_SIZE_M, max(float(amp), 1e-4), 0.1]
+            hf.userdata = pattern
+            g = spec.worldbody.add_geom()
+            g.name = f"terrain{k}"
+            g.type = mujoco.mjtGeom.mjGEOM_HFIELD
+            g.hfieldname = f"terrain{k}"
+            g.contype = g.conaffinity = 1 if k == 0 else 0
         spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     return spec.compile()
 

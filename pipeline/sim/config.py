@@ -113,9 +113,10 @@ class PPOConfig:
     entropy_coef: float = 0.005
     value_loss_coef: float = 1.0
     max_grad_norm: float = 1.0
-    init_noise_std: float = 1.0
+    init_noise_std: float = 0.5
     actor_hidden: tuple[int, ...] = (512, 256, 128)
     critic_hidden: tuple[int, ...] = (512, 256, 128)
+    residual: bool = True  # actor output is a residual around the reference joints (pipeline/learn/models.py)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     clips: tuple[str, ...] = ("walk",)
+    loop: tuple[str, ...] = ("walk",)  # clips looped (root advancing) even if their source lacks cyclic: true
     robot: str = "g1"
     seed: int = 0
     num_envs: int = 64

@@ -82,8 +82,11 @@ class Randomizer:
             "actuator_biasprm": m.actuator_biasprm.copy(),
             "actuator_forcerange": m.actuator_forcerange.copy(),
         }
-        self.has_terrain = m.nhfield > 0
-        self.terrain_max = float(m.hfield_size[0, 2]) if self.has_terrain else 0.0
+        self.terrain_geoms = np.array(
+            [i for i in range(m.ngeom) if m.geom(i).name.startswith("terrain")], dtype=int
+        )
+        self.terrain_levels = m.hfield_size[:, 2].copy()
+        self.has_terrain = self.terrain_geoms.size > 0
         e, n = backend.num_envs, robot.num_joints
         self.params = EpisodeParams(
             friction=np.full(e, self.nominal_friction),
@@ -97,6 +100,7 @@ class Randomizer:
             obs_noise=np.zeros(e),
             terrain=np.zeros(e),
         )
+        self._level = np.zeros(e, dtype=np.int64)
         # fields become per-env only when their randomization is on (the others stay shared)
         self._fields = set()
         if cfg.friction.enabled:
@@ -110,7 +114,7 @@ class Randomizer:
         if cfg.motor_strength.enabled:
             self._fields.add("actuator_forcerange")
         if cfg.terrain.enabled and self.has_terrain:
-            self._fields.add("hfield_size")
+            self._fields |= {"geom_contype", "geom_conaffinity"}
         for f in sorted(self._fields):
             backend.param(f)
 
@@ -128,8 +132,10 @@ class Randomizer:
         p.latency_steps[ids] = np.round(latency_s / self.timestep).astype(np.int64)
         p.calibration_offset[ids] = _draw(rng, c.calibration_offset, 0.0, (k, n))
         p.obs_noise[ids] = _draw(rng, c.obs_noise, 0.0, (k,))
-        amp = _draw(rng, c.terrain, 0.0, (k,)) if self.has_terrain else np.zeros(k)
-        p.terrain[ids] = np.minimum(amp, self.terrain_max)
+        if self.has_terrain:  # snap the drawn amplitude to the nearest heightfield level
+            amp = _draw(rng, c.terrain, 0.0, (k,))
+            self._level[ids] = np.abs(amp[:, None] - self.terrain_levels[None, :]).argmin(1)
+            p.terrain[ids] = self.terrain_levels[self._level[ids]]
         self._write(ids)
 
     def _write(self, ids: np.ndarray) -> None:
@@ -153,8 +159,10 @@ class Randomizer:
             b.param("actuator_forcerange")[ids] = (
                 nom["actuator_forcerange"] * p.motor_strength[ids][:, :, None]
             )
-        if "hfield_size" in self._fields:
-            b.param("hfield_size")[ids, 0, 2] = np.maximum(p.terrain[ids], 1e-6)
+        if "geom_contype" in self._fields:
+            on = (np.arange(self.terrain_geoms.size)[None, :] == self._level[ids][:, None]).astype(np.int32)
+            for name in ("geom_contype", "geom_conaffinity"):
+                b.param(name)[np.ix_(ids, self.terrain_geoms)] = on
 
 
 def switches(cfg: RandomizationConfig) -> dict[str, bool]:

@@ -25,7 +25,7 @@ from pipeline.deploy import observation as dob
 from pipeline.robot.motion import RobotMotion
 from pipeline.robot.spec import load_robot
 from pipeline.sim import terms
-from pipeline.sim.backend import Backend, CpuBatch, build_model
+from pipeline.sim.backend import TERRAIN_LEVELS, Backend, CpuBatch, build_model
 from pipeline.sim.config import TrainConfig
 from pipeline.sim.randomization import Randomizer
 from pipeline.sim.reference import AdaptiveSampler, MotionReference
@@ -47,13 +47,8 @@ class TrackingEnv:
         self.robot = load_robot(cfg.robot)
         rnd = cfg.randomization
         if backend is None:
-            model = build_model(
-                self.robot,
-                timestep=cfg.sim.timestep,
-                terrain=rnd.terrain.enabled,
-                terrain_max=rnd.terrain.range[1],
-                seed=cfg.seed,
-            )
+            levels = tuple(np.linspace(*rnd.terrain.range, TERRAIN_LEVELS)) if rnd.terrain.enabled else ()
+            model = build_model(self.robot, timestep=cfg.sim.timestep, terrain=levels, seed=cfg.seed)
             backend = CpuBatch(model, num_envs or cfg.num_envs, nthread=cfg.sim.nthread)
         self.backend = backend
         m = backend.model
@@ -75,7 +70,9 @@ class TrackingEnv:
         self.action_scale = self.robot.action_scale
         lo, hi = m.jnt_range[1:, 0], m.jnt_range[1:, 1]
         mid, half = (lo + hi) / 2, (hi - lo) / 2
-        self.soft_lo, self.soft_hi = mid - 0.9 * half, mid + 0.9 * half
+        # joint-limit penalty outside 90% of the range, widened to what the reference itself uses
+        self.soft_lo = np.minimum(mid - 0.9 * half, self.ref.joint_pos.min(0))
+        self.soft_hi = np.maximum(mid + 0.9 * half, self.ref.joint_pos.max(0))
         self.actor_layout = dob.actor_layout(n)
         self.noise_width = self._noise_width()
         self.rng = np.random.default_rng(cfg.seed)
@@ -139,7 +136,8 @@ class TrackingEnv:
         be.qvel[ids, :3] = ref["body_lin_vel_w"][:, 0]
         be.qvel[ids, 3:6] = dob.quat_rotate_inv(root_quat, ref["body_ang_vel_w"][:, 0])
         be.qvel[ids, 6:] = ref["joint_vel"]
-        self.last_action[ids] = 0.0
+        # the action that holds the reference pose, so the first action-rate penalty is not an artefact
+        self.last_action[ids] = (ref["joint_pos"] - self.default) / self.action_scale
         self.prev_ctrl[ids] = ref["joint_pos"] - self.randomizer.params.calibration_offset[ids]
         lo, hi = self.cfg.randomization.push_interval
         self.next_push[ids] = self.rng.uniform(lo, hi, ids.size)

@@ -1,0 +1,286 @@
+"""PPO teacher training with rsl-rl-lib: runner glue, budget, checkpoints/resume, learning curves, progress.
+
+``train(cfg, motions, names, out_dir)`` writes into ``out_dir``::
+
+    checkpoints/last.pt   rsl-rl runner state + our counters (iteration, env steps, wall seconds, sampler);
+                          a rerun with the same config resumes from it (DVC ``persist: true``)
+    curves.csv            one row per PPO iteration (for ``dvc plots``)
+    policy.pt             the final runner state (actor + critic + normalizers), loadable by :func:`load_policy`
+
+The PPO itself is rsl-rl-lib's (``OnPolicyRunner.alg``: act / process_env_step / compute_returns / update);
+this module only drives its iterations so it can stop on a wall-clock or env-step budget, time the update
+share, checkpoint and resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rsl_rl.runners import OnPolicyRunner
+from tensordict import TensorDict
+
+from pipeline.errors import InputError
+from pipeline.io import atomic_path
+from pipeline.learn.vecenv import TrackingVecEnv
+from pipeline.robot.motion import RobotMotion
+from pipeline.robot.spec import load_robot
+from pipeline.sim.config import TrainConfig
+from pipeline.sim.task import TrackingEnv
+
+CURVE_FIELDS = (
+    "iteration", "env_steps", "wall_s", "return", "episode_s", "termination_rate", "mpkpe_mm", "value_loss",
+    "surrogate_loss", "action_std", "collect_s", "update_s",
+)  # fmt: skip
+
+
+def runner_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The rsl-rl-lib OnPolicyRunner configuration (asymmetric actor-critic, normalised observations).
+
+    With ``train.ppo.residual`` the actor is :class:`pipeline.learn.models.ResidualMLPModel` (its output is a
+    residual around the reference joint positions; the residual is inside the module and its exports)."""
+    p = cfg.ppo
+
+    def model(hidden: tuple[int, ...], dist: bool) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "class_name": "rsl_rl.models.MLPModel",
+            "hidden_dims": list(hidden),
+            "activation": "elu",
+            "obs_normalization": True,
+        }
+        if dist and p.residual:
+            robot = load_robot(cfg.robot)
+            d["class_name"] = "pipeline.learn.models:ResidualMLPModel"
+            d["ff_offset"] = robot.default_pos.tolist()
+            d["ff_scale"] = robot.action_scale.tolist()
+        if dist:
+            d["distribution_cfg"] = {
+                "class_name": "rsl_rl.modules.GaussianDistribution",
+                "init_std": p.init_noise_std,
+            }
+        return d
+
+    return {
+        "num_steps_per_env": p.num_steps_per_env,
+        "save_interval": cfg.checkpoint_every,
+        "obs_groups": {"actor": ["actor"], "critic": ["critic"]},
+        "actor": model(p.actor_hidden, True),
+        "critic": model(p.critic_hidden, False),
+        "algorithm": {
+            "class_name": "rsl_rl.algorithms.PPO",
+            "num_learning_epochs": p.num_learning_epochs,
+            "num_mini_batches": p.num_mini_batches,
+            "clip_param": p.clip_param,
+            "gamma": p.gamma,
+            "lam": p.lam,
+            "value_loss_coef": p.value_loss_coef,
+            "entropy_coef": p.entropy_coef,
+            "learning_rate": p.learning_rate,
+            "max_grad_norm": p.max_grad_norm,
+            "schedule": p.schedule,
+            "desired_kl": p.desired_kl,
+        },
+        "check_for_nan": True,
+    }
+
+
+def config_hash(cfg: TrainConfig, names: Sequence[str], motions: Sequence[RobotMotion]) -> str:
+    """Identity of a training run: a checkpoint of another config/clip set is not resumed (the budget, the
+    checkpoint interval and the evaluation settings are not part of it: raising the budget continues a run)."""
+    ident = {k: v for k, v in asdict(cfg).items() if k not in ("budget", "checkpoint_every", "eval")}
+    h = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
+    for n, m in zip(names, motions, strict=True):
+        h.update(n.encode())
+        h.update(np.ascontiguousarray(m.dof_pos).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    env_steps: int
+    wall_s: float
+    collect_s: float
+    update_s: float
+    resumed_from: int
+
+    @property
+    def update_share(self) -> float:
+        return self.update_s / max(self.collect_s + self.update_s, 1e-9)
+
+
+def build_runner(env: TrackingEnv, cfg: TrainConfig) -> tuple[TrackingVecEnv, OnPolicyRunner]:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(1)
+    vec = TrackingVecEnv(env)
+    runner = OnPolicyRunner(vec, runner_config(cfg), log_dir=None, device="cpu")
+    return vec, runner
+
+
+def _save(path: Path, runner: OnPolicyRunner, counters: dict[str, Any]) -> None:
+    state = runner.alg.save()
+    state["iter"] = counters["iteration"]
+    state["infos"] = counters
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(
+    cfg: TrainConfig,
+    motions: Sequence[RobotMotion],
+    names: Sequence[str],
+    out_dir: Path,
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train until ``cfg.budget`` is spent (counting earlier interrupted runs of the same config)."""
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ident = config_hash(cfg, names, motions)
+    env = TrackingEnv(cfg, motions, names)
+    vec, runner = build_runner(env, cfg)
+    counters: dict[str, Any] = {
+        "iteration": 0,
+        "env_steps": 0,
+        "wall_s": 0.0,
+        "collect_s": 0.0,
+        "update_s": 0.0,
+        "config": ident,
+    }
+    last = ckpt_dir / "last.pt"
+    curves = out_dir / "curves.csv"
+    resumed = 0
+    if last.exists():
+        saved = torch.load(last, weights_only=False, map_location="cpu")
+        if saved.get("infos", {}).get("config") == ident:
+            runner.alg.load(saved, None, strict=True)
+            counters.update(saved["infos"])
+            env.sampler.failure[:] = np.asarray(counters.pop("sampler_failure"))
+            resumed = int(counters["iteration"])
+    rows = _read_curves(curves, resumed)
+    budget_s = cfg.budget.minutes * 60.0 if cfg.budget.minutes > 0 else float("inf")
+    budget_steps = cfg.budget.env_steps if cfg.budget.env_steps > 0 else float("inf")
+    per_iter = cfg.ppo.num_steps_per_env * env.num_envs
+
+    def fraction() -> float:
+        return min(1.0, max(counters["wall_s"] / budget_s, counters["env_steps"] / budget_steps))
+
+    obs = vec.get_observations()
+    runner.alg.train_mode()
+    bar = Progress(
+        TextColumn("train"), BarColumn(), TextColumn("{task.percentage:>5.1f}%  it {task.fields[it]}  "
+        "ret {task.fields[ret]}  mpkpe {task.fields[mpkpe]} mm"), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not progress,
+    )  # fmt: skip
+    with bar:
+        task = bar.add_task(
+            "train", total=1000, it=resumed, ret="-", mpkpe="-", completed=int(1000 * fraction())
+        )
+        while fraction() < 1.0:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for _ in range(cfg.ppo.num_steps_per_env):
+                    actions = runner.alg.act(obs)
+                    obs, rew, dones, extras = vec.step(actions)
+                    runner.alg.process_env_step(obs, rew, dones, extras)
+                runner.alg.compute_returns(obs)
+            t1 = time.perf_counter()
+            losses = runner.alg.update()
+            t2 = time.perf_counter()
+            counters["iteration"] += 1
+            counters["env_steps"] += per_iter
+            counters["collect_s"] += t1 - t0
+            counters["update_s"] += t2 - t1
+            counters["wall_s"] += t2 - t0
+            stats = vec.pop_episode_stats()
+            row = {
+                "iteration": counters["iteration"],
+                "env_steps": counters["env_steps"],
+                "wall_s": round(counters["wall_s"], 2),
+                "return": stats.get("return", float("nan")),
+                "episode_s": stats.get("length_s", float("nan")),
+                "termination_rate": stats.get("terminated", float("nan")),
+                "mpkpe_mm": 1000 * stats.get("mpkpe_m", float("nan")),
+                "value_loss": losses.get("value", losses.get("value_function", float("nan"))),
+                "surrogate_loss": losses.get("surrogate", float("nan")),
+                "action_std": float(runner.alg.get_policy().output_std.detach().mean()),
+                "collect_s": round(t1 - t0, 3),
+                "update_s": round(t2 - t1, 3),
+            }
+            rows.append(row)
+            bar.update(task, completed=1000 * fraction(), it=counters["iteration"],
+                       ret=f"{row['return']:.2f}", mpkpe=f"{row['mpkpe_mm']:.0f}")  # fmt: skip
+            if counters["iteration"] % cfg.checkpoint_every == 0 or fraction() >= 1.0:
+                counters["sampler_failure"] = env.sampler.failure.tolist()
+                _save(last, runner, counters)
+                counters.pop("sampler_failure")
+                _write_curves(curves, rows)
+    _write_curves(curves, rows)
+    counters["sampler_failure"] = env.sampler.failure.tolist()
+    _save(out_dir / "policy.pt", runner, counters)
+    return TrainResult(
+        iterations=int(counters["iteration"]),
+        env_steps=int(counters["env_steps"]),
+        wall_s=float(counters["wall_s"]),
+        collect_s=float(counters["collect_s"]),
+        update_s=float(counters["update_s"]),
+        resumed_from=resumed,
+    )
+
+
+def _read_curves(path: Path, upto: int) -> list[dict[str, Any]]:
+    if upto == 0 or not path.exists():
+        return []
+    with path.open() as f:
+        return [r for r in csv.DictReader(f) if int(r["iteration"]) <= upto]
+
+
+def _write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in CURVE_FIELDS})
+
+
+def load_policy(path: Path, cfg: TrainConfig, motions: Sequence[RobotMotion], names: Sequence[str]):
+    """The deterministic actor of a saved runner state as ``obs dict -> actions (E, N)`` (numpy)."""
+    env = TrackingEnv(cfg, motions, names, num_envs=1)
+    _, runner = build_runner(env, cfg)
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    runner.alg.load(state, {"actor": True}, strict=True)
+    actor = runner.alg.get_policy()
+    actor.eval()
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            td = TensorDict({k: torch.from_numpy(v) for k, v in obs.items()}, batch_size=[len(obs["actor"])])
+            return actor(td).numpy().astype(np.float64)
+
+    return act
+
+
+def load_motions(cfg: TrainConfig, data_dir: Path) -> tuple[list[RobotMotion], list[str]]:
+    """``data_dir/<clip>.npz`` for every clip of ``cfg.clips`` (checked for the robot); clips named in
+    ``cfg.loop`` are looped even if their source does not say ``cyclic``."""
+    motions = []
+    for name in cfg.clips:
+        path = Path(data_dir) / f"{name}.npz"
+        if not path.is_file():
+            raise InputError(path, f"clip '{name}' (train.clips) has no robot motion; run its retarget stage")
+        m = RobotMotion.load(path, robot=cfg.robot)
+        if name in cfg.loop and not m.source.get("cyclic"):
+            m = dataclasses.replace(m, source={**m.source, "cyclic": True})
+        motions.append(m)
+    return motions, list(cfg.clips)

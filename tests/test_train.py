@@ -1,0 +1,101 @@
+"""Teacher training glue on a tiny problem: rsl-rl runner through the VecEnv adapter, budget, checkpoint and
+resume, curves, evaluation metrics, the residual actor's exports, bad inputs before training."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import InputError
+from pipeline.learn.evaluate import evaluate
+from pipeline.learn.teacher import build_runner, load_motions, load_policy, train
+from pipeline.sim.config import from_dict
+from pipeline.sim.task import TrackingEnv
+
+from .sim_helpers import swing_motion
+
+MOTION = swing_motion(60, walk_speed=0.3, cyclic=True)
+
+
+def _cfg(env_steps: int):
+    return from_dict(
+        {
+            "num_envs": 4,
+            "sim": {"nthread": 1},
+            "budget": {"minutes": 0, "env_steps": env_steps},
+            "checkpoint_every": 1,
+            "ppo": {
+                "num_steps_per_env": 8,
+                "num_mini_batches": 2,
+                "actor_hidden": [32, 32],
+                "critic_hidden": [32],
+            },
+            "eval": {"episodes_per_clip": 2, "min_episode_s": 0.5},
+        }
+    )
+
+
+def test_train_checkpoint_resume_and_evaluate(tmp_path):
+    cfg = _cfg(64)  # 2 iterations of 4 envs x 8 steps
+    r1 = train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
+    assert (r1.iterations, r1.env_steps, r1.resumed_from) == (2, 64, 0)
+    assert 0 < r1.update_share < 1
+    assert (tmp_path / "checkpoints" / "last.pt").exists() and (tmp_path / "policy.pt").exists()
+    # a larger budget for the same run resumes from the checkpoint (the budget is not part of the identity)
+    cfg2 = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, env_steps=96))
+    r2 = train(cfg2, [MOTION], ["swing"], tmp_path, progress=False)
+    assert (r2.resumed_from, r2.iterations, r2.env_steps) == (2, 3, 96)
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r["value_loss"])) for r in rows)
+    policy = load_policy(tmp_path / "policy.pt", cfg2, [MOTION], ["swing"])
+    metrics = evaluate(policy, cfg2, [MOTION], ["swing"])
+    for block in (metrics["overall"], metrics["clips"]["swing"]):
+        assert set(block) == {"success_rate", "mpkpe_mm", "joint_err_rad", "episodes", "episode_s"}
+        assert block["episodes"] == 2 and 0 <= block["success_rate"] <= 1 and block["mpkpe_mm"] > 0
+    assert metrics["overall"]["episode_s"] >= 0.5  # cyclic clip evaluated for at least min_episode_s
+    json.dumps(metrics)
+
+
+def test_other_config_does_not_resume(tmp_path):
+    cfg = _cfg(32)
+    train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
+    other = dataclasses.replace(cfg, seed=5)
+    assert train(other, [MOTION], ["swing"], tmp_path, progress=False).resumed_from == 0
+
+
+def test_residual_actor_exports_the_same_action():
+    cfg = _cfg(32)
+    env = TrackingEnv(cfg, [MOTION], ["swing"])
+    vec, runner = build_runner(env, cfg)
+    actor = runner.alg.get_policy()
+    obs = vec.get_observations()
+    actor.update_normalization(obs)
+    with torch.inference_mode():
+        a = actor(obs)
+        b = actor.deploy_module()(obs["actor"])
+        c = actor.as_onnx(False)(obs["actor"])
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    # the feed-forward makes a zero-residual action reproduce the reference joints as targets
+    ref = obs["actor"][:, : env.num_actions].numpy()
+    zero = (ref - env.default) / env.action_scale
+    with torch.no_grad():
+        for p in actor.mlp.parameters():
+            p.zero_()
+        np.testing.assert_allclose(actor(obs).numpy(), zero, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_clips_fail_before_training(tmp_path):
+    cfg = _cfg(32)
+    with pytest.raises(InputError, match="no robot motion"):
+        load_motions(cfg, tmp_path)
+    bad = dataclasses.replace(MOTION, robot="h1")
+    with pytest.raises(InputError, match="robot 'h1'"):
+        train(cfg, [bad], ["walk"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "policy.pt").exists()
