@@ -1,5 +1,11 @@
 """Contract test: a simulated rollout replayed through the deploy code gives the training-side observations and
-actions step by step (1e-5), with the robot's signals going through the DDS message conversion (float32)."""
+actions step by step (1e-5), with the robot's signals going through the DDS message conversion (float32).
+
+Training side: the simulator's own state (torso xquat, free-joint angular velocity), the training task's
+reference (pipeline.sim.reference.MotionReference) and the torch actor + normalizer. Deploy side: the pelvis IMU
+and joints encoded as a unitree_hg LowState_ and decoded, the anchor from the IMU through the waist joints, the
+bundle's reference, and onnxruntime.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from pipeline.deploy.state import RobotState
 from pipeline.learn.export import export_bundle
 from pipeline.robot.model import mujoco_model
 from pipeline.robot.spec import load_robot
+from pipeline.sim.reference import MotionReference
 from tests.deploy_fixtures import Normalizer, mlp, obs_size, sway_motion
 
 HISTORY = 2
@@ -64,8 +71,13 @@ def test_rollout_matches_training_step_by_step(
     data.qpos[:] = motion.qpos[0]
     data.qvel[6:] = motion.dof_vel[0]
     mujoco.mj_forward(model, data)
-    ref = {"joint_pos": motion.dof_pos, "joint_vel": motion.dof_vel,
-           "anchor_quat_w": motion.body_quat_w[:, motion.body_index("torso_link")]}  # fmt: skip
+    # the training task's reference (pipeline.sim.reference), not the bundle's copy of it
+    frames = MotionReference([motion], ["sway"], c.control_dt, spec, motion.body_names).clip_len[0]
+    at = MotionReference([motion], ["sway"], c.control_dt, spec, motion.body_names).at(
+        np.zeros(frames, np.int64), np.arange(frames)
+    )
+    ref = {"joint_pos": at["joint_pos"], "joint_vel": at["joint_vel"],
+           "anchor_quat_w": at["body_quat_w"][:, motion.body_index("torso_link")]}  # fmt: skip
 
     observer = Observer(c, bundle.motion, AnchorChain.from_json(c.anchor_chain))
     policy = OnnxPolicy(bundle.policy_path, obs_size=c.obs_size * HISTORY, num_actions=c.num_joints)

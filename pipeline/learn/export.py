@@ -2,7 +2,7 @@
 
 The ONNX graph is ``actor(normalizer(obs))`` as one file (no external data); export fails unless onnxruntime
 reproduces torch within ``tolerance`` on a batch of observations. The reference motion is resampled to the
-control rate (joint positions/velocities and body positions linearly, orientations by slerp).
+control rate exactly as the training task does (pipeline.sim.reference), looped when the clip is cyclic.
 """
 
 from __future__ import annotations
@@ -40,38 +40,36 @@ class _Policy(torch.nn.Module):
         return self.actor(self.normalizer(obs))
 
 
-def reference_at_rate(motion: RobotMotion, fps: float, anchor_body: str) -> ReferenceMotion:
-    """The motion's reference signals at ``fps`` (frame k at time k / fps, up to the motion's last frame)."""
-    from scipy.spatial.transform import Rotation, Slerp
+def reference_at_rate(
+    motion: RobotMotion, control_dt: float, anchor_body: str, *, seconds: float | None = None
+) -> ReferenceMotion:
+    """The reference the training task sees (pipeline.sim.reference.MotionReference), frame k at k * control_dt.
+
+    A non-cyclic clip gives its own length; a cyclic one (``source.cyclic``) is looped with its root advancing,
+    as in training, for ``seconds`` (default: one cycle).
+    """
+    from pipeline.sim.reference import MAX_CYCLES, MotionReference
 
     robot = load_robot(motion.robot)
+    ref = MotionReference(
+        [motion], [str(motion.source.get("clip", "clip"))], control_dt, robot, motion.body_names
+    )
+    length = int(ref.clip_len[0])
+    frames = length
+    if ref.clip_cyclic[0] and seconds is not None:
+        frames = min(round(seconds / control_dt) + 1, (length - 1) * (MAX_CYCLES - 1) + 1)
+    at = ref.at(np.zeros(frames, np.int64), np.arange(frames))
     tracked = tuple(robot.bodies["tracked"])
-    bidx = [motion.body_index(b) for b in tracked]
     anchor = motion.body_index(anchor_body)
-    t_src = np.arange(motion.num_frames) / motion.fps
-    t = np.arange(int(np.floor(t_src[-1] * fps + 1e-9)) + 1) / fps
-
-    def lerp(a: np.ndarray) -> np.ndarray:
-        flat = a.reshape(a.shape[0], -1)
-        return np.stack([np.interp(t, t_src, flat[:, i]) for i in range(flat.shape[1])], 1).reshape(
-            (len(t), *a.shape[1:])
-        )
-
-    if motion.num_frames > 1:
-        q = motion.body_quat_w[:, anchor]
-        rot = Slerp(t_src, Rotation.from_quat(q[:, [1, 2, 3, 0]]))(t).as_quat()
-        anchor_quat = rot[:, [3, 0, 1, 2]]
-    else:
-        anchor_quat = motion.body_quat_w[:, anchor]
-    anchor_quat = anchor_quat * np.where(anchor_quat[:, :1] < 0, -1.0, 1.0)
+    quat = at["body_quat_w"][:, anchor]
     return ReferenceMotion(
-        fps=float(fps),
-        joint_pos=lerp(motion.dof_pos),
-        joint_vel=lerp(motion.dof_vel),
-        anchor_pos_w=lerp(motion.body_pos_w[:, anchor]),
-        anchor_quat_w=anchor_quat,
+        fps=1.0 / control_dt,
+        joint_pos=at["joint_pos"],
+        joint_vel=at["joint_vel"],
+        anchor_pos_w=at["body_pos_w"][:, anchor],
+        anchor_quat_w=quat * np.where(quat[:, :1] < 0, -1.0, 1.0),
         body_names=tracked,
-        body_pos_w=lerp(motion.body_pos_w[:, bidx]),
+        body_pos_w=at["body_pos_w"][:, [motion.body_index(b) for b in tracked]],
     )
 
 
@@ -123,6 +121,7 @@ def export_bundle(
     *,
     history: int = 1,
     control_dt: float = 0.02,
+    seconds: float | None = None,
     source: dict[str, Any] | None = None,
 ) -> DeployContract:
     """Write ``out_dir``/{policy.onnx, deploy.json, motion.npz}; replaces the folder only on success."""
@@ -138,7 +137,7 @@ def export_bundle(
         module = _Policy(actor, normalizer).eval()
         export_onnx(module, obs_size * history, tmp / "policy.onnx")
         err = check_onnx(module, tmp / "policy.onnx", obs_size * history)
-        ref = reference_at_rate(motion, 1.0 / control_dt, anchor)
+        ref = reference_at_rate(motion, control_dt, anchor, seconds=seconds)
         save_npz(tmp / "motion.npz", MOTION_FORMAT, MOTION_VERSION, ref.arrays())
         lower, upper = joint_limits(robot.name)
         chain = anchor_chain_from_model(mujoco_model(robot.name), imu, anchor)
