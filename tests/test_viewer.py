@@ -117,7 +117,7 @@ def test_skeleton_segments_and_joint_groups():
     np.testing.assert_array_equal(seg[1], [[6, 7, 8], [3, 4, 5]])
     groups = joint_groups(motion.joint_names)
     assert set(groups) == {"left leg", "right leg", "torso", "left arm", "right arm"}
-    assert sorted(sum(groups.values(), [])) == list(range(len(motion.joint_names)))
+    assert sorted(i for g in groups.values() for i in g) == list(range(len(motion.joint_names)))
 
 
 def test_catalog_lists_built_clips_with_quality_status(tmp_path):
@@ -155,3 +155,35 @@ def test_bad_inputs_exit_2_before_serving(tmp_path, capsys):
     (tmp_path / "robot" / "walk.quality.json").write_text(json.dumps({"passed": True}))
     assert main(["view", "walk", "--data", str(tmp_path), "--compare", "nope", "--port", "0"]) == 2
     assert "nope: no such file" in capsys.readouterr().err
+
+
+def test_a_scene_beside_the_clip_is_drawn_and_follows_the_timeline(tmp_path):
+    import socket
+
+    import trimesh
+
+    from pipeline.motion.scene import Scene, SceneObject
+    from pipeline.viz.viewer import MotionViewer
+
+    motion = swinging_arm(frames=10)
+    path = write_clip(tmp_path, "box", motion)
+    box = trimesh.creation.box(extents=(0.4, 0.4, 0.4))
+    pos = np.stack([np.linspace(0.5, 1.5, 10), np.zeros(10), np.full(10, 0.2)], axis=1)
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (10, 1))
+    crate = SceneObject("crate", np.asarray(box.vertices), np.asarray(box.faces), pos, quat)
+    scene = Scene(fps=motion.fps, objects=(crate,), contacts=np.zeros((10, 0), bool))
+    scene.save(path.with_name("box.scene.npz"))
+    entry = resolve("box", tmp_path)
+    assert entry.scene == path.with_name("box.scene.npz")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    viewer = MotionViewer([entry], port=port)
+    try:
+        assert len(viewer.scene_handles) == 1
+        for frame in (7, 3):
+            viewer.show(frame)
+            np.testing.assert_allclose(viewer.scene_handles[0].position, pos[frame], atol=1e-6)
+        assert viewer.frame_slider.max == 9 and int(viewer.frame_slider.value) == 3
+    finally:
+        viewer.stop()

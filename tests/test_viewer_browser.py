@@ -154,10 +154,9 @@ def test_robot_human_and_compare_robot_are_drawn(swing_page, tmp_path):
         assert robot_px > 2000, f"robot covers only {robot_px} px"
         assert compare_px > 2000, f"compare robot covers only {compare_px} px"
         assert human_px > 300, f"human skeleton covers only {human_px} px"
-        # The robot stands between the compare robot (at -y) and the human (+y): from the camera at +x, +y,
-        # image left is -y... check the robot's pixels sit between the other two horizontally.
+        # The robot stands between the compare robot (-y) and the human skeleton (+y) in the picture.
         cols = {
-            name: np.median(np.nonzero((np.abs(a - b).max(axis=-1) > 40))[1])
+            name: np.median(np.nonzero(np.abs(a - b).max(axis=-1) > 40)[1])
             for name, (a, b) in {
                 "robot": (full, no_robot),
                 "compare": (no_robot, no_robots),

@@ -31,7 +31,7 @@ def swinging_arm(
     idx = [draft.body_index(k.body) for k in spec.keypoints]
     off = np.array([k.offset for k in spec.keypoints])
     quat = draft.body_quat_w[:, idx]
-    kp = draft.body_pos_w[:, idx] + quat_rotate(quat, np.broadcast_to(off, quat.shape[:-1] + (3,)))
+    kp = draft.body_pos_w[:, idx] + quat_rotate(quat, np.broadcast_to(off, (*quat.shape[:-1], 3)))
     return RobotMotion.from_qpos("g1", qpos, fps, contacts=contacts, keypoint_names=names, keypoint_pos_w=kp)
 
 

@@ -106,6 +106,7 @@ class RobotDrawing:
                 m.vertices,
                 m.faces,
                 color=_rgb255(c),
+                flat_shading=True,  # simplified meshes: smooth normals would average across merged vertices
                 cast_shadow=False,
                 receive_shadow=False,
             )

@@ -109,6 +109,7 @@ class MotionViewer:
             visible=False,
         )
         self.scene_handles: list[Any] = []
+        self.scene: Any = None
 
         self.frame_slider.on_update(self._on_slider)
         self.play_button.on_click(lambda _: self.set_playing(not self.playing))
@@ -221,23 +222,24 @@ class MotionViewer:
         return "\n".join(lines)
 
     def _add_scene(self, entry: ClipEntry) -> None:
-        """Hook: draw the clip's objects and terrain when a scene file sits beside it (poses are static here)."""
+        """Draw the clip's objects and terrain when a scene file (``<clip>.scene.npz``) sits beside it."""
         for h in self.scene_handles:
             h.remove()
         self.scene_handles = []
+        self.scene = None
         path = entry.scene
         if path is None:
             return
         from pipeline.motion.scene import Scene
 
-        scene = Scene.load(path)
+        self.scene = scene = Scene.load(path)
         for obj in scene.objects:
             self.scene_handles.append(
                 self.server.scene.add_mesh_simple(
                     f"/scene/{obj.name}",
                     obj.vertices.astype(np.float32),
                     obj.faces.astype(np.uint32),
-                    color=(150, 120, 90),
+                    color=(150, 120, 90) if obj.static else (200, 150, 60),
                     position=obj.pos_w[0],
                     wxyz=obj.quat_w[0],
                 )
@@ -291,9 +293,18 @@ class MotionViewer:
                     j = min(round(frame / track.fps * self.compare.fps), self.compare.num_frames - 1)
                     self.compare_drawing.pose(self.compare.robot, j, self.compare.flags, overlays)
                 self._draw_human(track, frame)
+                self._draw_scene(frame / track.fps)
                 self._draw_overlays(track, frame, overlays)
             if int(self.frame_slider.value) != frame:
                 self.frame_slider.value = frame  # type: ignore[misc]
+
+    def _draw_scene(self, t: float) -> None:
+        if self.scene is None:
+            return
+        for obj, handle in zip(self.scene.objects, self.scene_handles, strict=True):
+            if not obj.static:
+                i = min(round(t * self.scene.fps), len(obj.pos_w) - 1)
+                handle.position, handle.wxyz = obj.pos_w[i], obj.quat_w[i]
 
     def _draw_human(self, track: Track, frame: int) -> None:
         mode = self.human_mode.value
