@@ -1,8 +1,10 @@
 """Retargeting throughput: `python benchmarks/retarget.py --clip PATH` prints one JSON line.
 
 Times the full `retarget()` of the clip (scaling, the per-frame IK QP with every constraint on, RobotMotion FK,
-quality report) on one core, after the robot model is built and the clip read. As the in-run reference it
-times a plain pinocchio pass over the same frames: one computeJointJacobians + updateFramePlacements each.
+quality report) on one core, after the robot model is built and the clip read: wall time and the process's
+CPU time (the machine is shared; the 1-minute load average is printed too). As the in-run reference it times
+a plain pinocchio pass over the same frames: one computeJointJacobians + updateFramePlacements each.
+``--compare proxsuite`` also times the same retargeting with another QP back end.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--clip", required=True)
     ap.add_argument("--robot", default="g1")
     ap.add_argument("--solver", default="daqp")
+    ap.add_argument("--compare", default="", help="comma-separated other solvers to time on the same clip")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs")
     a = ap.parse_args()
 
@@ -47,12 +50,18 @@ def main() -> None:
     human = read_clip(a.clip)
     kin = robot_kinematics(a.robot)
     cfg = RetargetConfig(solver=a.solver)
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(a.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         motion, qual = retarget(human, a.robot, cfg)
         best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
     frames = motion.num_frames
+    others = {}
+    for name in filter(None, a.compare.split(",")):
+        c0 = time.process_time()
+        retarget(human, a.robot, RetargetConfig(solver=name))
+        others[f"{name}_frames_per_cpu_s"] = round(frames / (time.process_time() - c0), 1)
 
     # Reference: a plain pinocchio FK + Jacobian pass over the same configurations.
     model = kin.model
@@ -63,6 +72,7 @@ def main() -> None:
         pin.computeJointJacobians(model, data, q)
         pin.updateFramePlacements(model, data)
     ref = time.perf_counter() - t0
+    load = os.getloadavg()[0]
     print(
         json.dumps(
             {
@@ -72,11 +82,17 @@ def main() -> None:
                 "frames": frames,
                 "seconds": round(best, 4),
                 "frames_per_s": round(frames / best, 1),
+                "cpu_seconds": round(best_cpu, 4),
+                "frames_per_cpu_s": round(frames / best_cpu, 1),
+                **others,
                 "reference_fk_jacobian_seconds": round(ref, 5),
                 "reference_frames_per_s": round(frames / ref, 1),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "keypoint_err_mean_mm": qual["keypoint_err_mean_mm"],
                 "qp_failures": motion.source.get("qp_failures"),
+                "iterations_per_frame": cfg.iterations,
+                "load_average_1min": round(load, 2),
+                "cpus": os.cpu_count(),
                 "numpy": np.__version__,
             }
         )

@@ -39,9 +39,9 @@ class RetargetConfig:
     """
 
     fps: float = 50.0
-    iterations: int = 2
+    iterations: int = 3
     extrapolate: bool = False
-    first_iterations: int = 50
+    first_iterations: int = 30
     solver: str = "daqp"
     position_weight: float = 1.0
     orientation_weight: float = 0.1

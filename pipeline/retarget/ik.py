@@ -92,8 +92,6 @@ class FrameSolver:
         self.pair_rad = caps.radius[self.pairs[:, 0]] + caps.radius[self.pairs[:, 1]]
         self.lb = np.full(nv, -INF)
         self.ub = np.full(nv, INF)
-        self.lb[:6] = -cfg.max_root_step
-        self.ub[:6] = cfg.max_root_step
         # Anchored xy of each foot's sole points (foot, heel/centre/toe, xy); NaN where not held.
         self.anchor = np.full((2, 3, 2), np.nan)
         self.debug: list | None = None
@@ -108,6 +106,7 @@ class FrameSolver:
         target_rot: np.ndarray,
         plant: np.ndarray,
         limit_velocity: bool,
+        shrink: float = 1.0,
     ) -> np.ndarray:
         import pinocchio as pin
 
@@ -141,8 +140,11 @@ class FrameSolver:
             hi = np.minimum(hi, self.vmax - dprev[6:])
         # Trust region: the linearisation (and the activation distance of the floor and collision rows) holds
         # for steps of this size.
-        lb[6:] = np.minimum(np.maximum(lo, -cfg.max_step), 0.0)
-        ub[6:] = np.maximum(np.minimum(hi, cfg.max_step), 0.0)
+        step = cfg.max_step * shrink
+        lb[6:] = np.minimum(np.maximum(lo, -step), 0.0)
+        ub[6:] = np.maximum(np.minimum(hi, step), 0.0)
+        lb[:6] = -cfg.max_root_step * shrink
+        ub[:6] = cfg.max_root_step * shrink
 
         crow, clo, chi = [], [], []
         act = cfg.activation_distance
@@ -257,13 +259,9 @@ class FrameSolver:
         target_pos: (K, 3); target_rot: (O, 3, 3); plant: (2,) plant mode of the left and right foot
         (FREE, FLAT, HEEL, TOE).
         """
-        q = q_prev if q_init is None else q_init
-        iters = self.cfg.first_iterations if first else self.cfg.iterations
-        for _ in range(iters):
-            q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first)
-        q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
-        # Anchors: a sole point that starts being held is anchored where it landed (solved with its height
-        # constraint only); points already held keep their anchors across heel/flat/toe changes.
+        # Anchors: a sole point that starts being held is anchored where it was at the previous frame (it lands
+        # straight down; a foot rolling onto its other end pivots about the end already held); points already
+        # held keep their anchors across heel/flat/toe changes; points no longer held are released.
         for f in range(2):
             mode = int(plant[f])
             held = np.zeros(3, dtype=bool)
@@ -271,9 +269,25 @@ class FrameSolver:
                 held[PLANT_POINTS[mode]] = True
             self.anchor[f, ~held] = np.nan
             new = held & np.isnan(self.anchor[f, :, 0])
-            if new.any():
+            if new.any() and not first:
                 idx = np.flatnonzero(new)
                 slot = np.full(len(idx), self.kin.sole_slot[f])
-                xs = self.frame.update(q).points(slot, self.kin.sole_local[f, idx])
+                xs = self.frame.update(q_prev).points(slot, self.kin.sole_local[f, idx])
                 self.anchor[f, idx] = xs[:, :2]
+        q = q_prev if q_init is None else q_init
+        iters = self.cfg.first_iterations if first else self.cfg.iterations
+        for it in range(iters):
+            # Later iterations are corrections: a shrinking trust region keeps their linearisation error (what
+            # the margins must absorb) small.
+            shrink = 1.0 if first or it == 0 else 0.5
+            q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first, shrink)
+        q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
+        if first:  # the first frame anchors its held points where it was solved
+            for f in range(2):
+                if int(plant[f]) != FREE:
+                    idx = PLANT_POINTS[int(plant[f])]
+                    slot = np.full(len(idx), self.kin.sole_slot[f])
+                    self.anchor[f, idx] = self.frame.update(q).points(slot, self.kin.sole_local[f, idx])[
+                        :, :2
+                    ]
         return q
