@@ -281,3 +281,32 @@ def test_people_are_found_in_opencv_samples_and_frames_without_people_are_handle
     with pytest.raises(InputError, match="no person found"):
         read_clip(folder)
     shutil.rmtree(folder)
+
+
+def test_add_clip_registers_a_video_with_its_camera_and_the_stage_reads_it(
+    truth_video, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from pipeline.clips import add_clip
+    from pipeline.motion import read_clip
+
+    truth, path, cam = truth_video
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, env=env, check=True)
+    (repo / "params.yaml").write_text("clips: {}\n")
+    h = round(truth.subject_height, 3)
+    dest = add_clip(path, name="me", root=repo, subject_height=h, video=cam.intrinsics())
+    assert dest == repo / "motions" / "raw" / "me.mp4"
+    entry = yaml.safe_load((repo / "params.yaml").read_text())["clips"]["me"]
+    assert entry["format"] == "video" and entry["subject_height"] == h
+    assert entry["video"]["fx"] == pytest.approx(cam.fx)
+    got = read_clip(
+        repo / entry["path"], fps=50.0, subject_height=entry["subject_height"], video=entry["video"]
+    )
+    assert got.fps == 50.0 and got.source["format"] == "video"

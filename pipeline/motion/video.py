@@ -178,20 +178,9 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
 
     obs = canonical_points(world)
     lengths = bone_lengths(obs, confidence)
-    from pipeline.motion.process import HIP_HEIGHT_RATIO, height_from_legs
+    from pipeline.motion.process import height_from_legs
 
-    leg = (
-        float(
-            np.mean(
-                [
-                    lengths[CANONICAL_JOINTS.index(f"{s}_{b}")]
-                    for s in ("left", "right")
-                    for b in ("knee", "ankle")
-                ]
-            )
-        )
-        * 2
-    )
+    leg = sum(lengths[CANONICAL_JOINTS.index(f"left_{b}")] for b in ("knee", "ankle"))  # sides are averaged
     if leg <= 0:
         raise InputError(origin, "degenerate landmarks: the legs have zero length")
     height = opts.subject_height or height_from_legs(leg)
@@ -236,7 +225,6 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
         "fps": float(fps),
         "up_from": up_from,
         "scale": float(scale),
-        "hip_height_ratio": HIP_HEIGHT_RATIO,
     }
     motion = HumanMotion(
         fps=float(fps),

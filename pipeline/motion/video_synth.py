@@ -60,7 +60,7 @@ class Camera:
     height: int
 
     def intrinsics(self) -> dict[str, float]:
-        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy}
+        return {"fx": float(self.fx), "fy": float(self.fy), "cx": float(self.cx), "cy": float(self.cy)}
 
 
 def look_at_camera(
