@@ -73,7 +73,7 @@ def widen(sw: Switch, scale: float) -> Switch:
 def widen_all(rnd: RandomizationConfig, scale: float) -> RandomizationConfig:
     out = {f.name: widen(getattr(rnd, f.name), scale) for f in dataclasses.fields(rnd)
            if isinstance(getattr(rnd, f.name), Switch)}  # fmt: skip
-    return dataclasses.replace(rnd, **out)
+    return dataclasses.replace(rnd, **out)  # type: ignore[arg-type]
 
 
 def condition(tcfg: TrainConfig, name: str, s2s: Sim2SimConfig) -> tuple[TrainConfig, Physics]:

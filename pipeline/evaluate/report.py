@@ -18,7 +18,7 @@ import torch
 
 from pipeline.evaluate.conditions import ABLATIONS, CONDITIONS, Sim2SimConfig, condition
 from pipeline.evaluate.rollout import PolicySpec, Rollout, rollout
-from pipeline.learn.distill import teacher_state
+from pipeline.learn.distill import load_teacher_into, teacher_state
 from pipeline.learn.student import load_student
 from pipeline.learn.teacher import runner_config
 from pipeline.robot.motion import RobotMotion
@@ -64,7 +64,7 @@ def teacher_policy(path: str | Path, tcfg: TrainConfig, obs_size: int, num_actio
     cls, kw = resolve_class(runner_config(tcfg)["actor"])
     dummy = TensorDict({"actor": torch.zeros(1, obs_size)}, batch_size=[1])
     model = cls(dummy, {"actor": ["actor"]}, "actor", num_actions, **kw)
-    model.load_state_dict(state["actor_state_dict"])
+    load_teacher_into(state, lambda: model.load_state_dict(state["actor_state_dict"]))
     model.eval()
 
     def act(obs: np.ndarray) -> np.ndarray:

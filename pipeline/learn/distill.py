@@ -120,6 +120,19 @@ def student_arch(dcfg: DistillConfig, tcfg: TrainConfig) -> dict[str, Any]:
     return {"hidden": list(dcfg.hidden), **ff}
 
 
+def load_teacher_into(teacher: dict[str, Any], load: Any) -> None:
+    """Run ``load()`` (a state_dict load of the teacher); a shape mismatch becomes an InputError."""
+    try:
+        load()
+    except RuntimeError as e:
+        shapes = {k: tuple(v.shape) for k, v in teacher["actor_state_dict"].items() if k.endswith("weight")}
+        raise InputError(
+            "models/teacher/policy.pt",
+            f"the teacher's network ({shapes}) does not match params train.ppo "
+            f"(rerun the train stage or restore its params): {str(e).splitlines()[0]}",
+        ) from None
+
+
 def distill_runner_config(dcfg: DistillConfig, tcfg: TrainConfig, obs_size: int) -> dict[str, Any]:
     teacher = runner_config(tcfg)["actor"]
     ff = feed_forward_kwargs(teacher, (dcfg.history - 1) * obs_size)
@@ -161,10 +174,10 @@ def policy_from_mlp_model(
     actor: HistoryActor = policy.actor  # type: ignore[assignment]
     actor.mlp.load_state_dict(model.mlp.state_dict())  # type: ignore[union-attr]
     norm = actor.norm
-    src = model.obs_normalizer
-    norm.mean.copy_(src.mean)  # type: ignore[operator]
-    norm.std.copy_(src.std)  # type: ignore[operator]
-    norm.eps = float(src.eps)  # type: ignore[arg-type]
+    src: Any = model.obs_normalizer
+    norm.mean.copy_(src.mean)
+    norm.std.copy_(src.std)
+    norm.eps = float(src.eps)
     return policy.eval()
 
 
@@ -228,7 +241,7 @@ def run_dagger(
     torch.manual_seed(dcfg.seed)
     cfg = distill_runner_config(dcfg, tcfg, vec.env.obs_size)  # type: ignore[attr-defined]
     runner = DistillationRunner(vec, cfg, log_dir=None, device="cpu")
-    runner.alg.load(teacher, None, strict=True)  # loads the teacher from the PPO runner state
+    load_teacher_into(teacher, lambda: runner.alg.load(teacher, None, strict=True))
     alg = runner.alg
     obs = vec.get_observations()
     alg.train_mode()

@@ -129,9 +129,10 @@ def train_rma(
     policy = StudentPolicy("rma", h, d, n, arch)
     actor: AdaptationActor = policy.actor  # type: ignore[assignment]
     actor.base.load_state_dict(enc.mlp.state_dict())
-    actor.obs_norm.mean.copy_(enc.obs_normalizer.mean[:d])  # type: ignore[index,operator]
-    actor.obs_norm.std.copy_(enc.obs_normalizer.std[:d])  # type: ignore[index,operator]
-    actor.obs_norm.eps = actor.hist_norm.eps = float(enc.obs_normalizer.eps)  # type: ignore[arg-type]
+    src: Any = enc.obs_normalizer
+    actor.obs_norm.mean.copy_(src.mean[:d])
+    actor.obs_norm.std.copy_(src.std[:d])
+    actor.obs_norm.eps = actor.hist_norm.eps = float(src.eps)
     for p in actor.base.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(actor.adapt.parameters(), lr=r.adapt_learning_rate)

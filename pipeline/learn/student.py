@@ -79,6 +79,9 @@ class Normalizer(nn.Module):
     """Frozen observation normalization ``(x - mean) / (std + eps)`` (the statistics of rsl-rl's
     ``EmpiricalNormalization`` at the end of training; exported as plain arithmetic)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, size: int, eps: float = 1e-2) -> None:
         super().__init__()
         self.eps = eps
@@ -92,6 +95,9 @@ class Normalizer(nn.Module):
 class FeedForward(nn.Module):
     """``(x[:, start : start + N] - offset) / scale``: the reference joint positions of one frame as the
     action that servoes them (zero when ``arch`` has no ``ff_offset``: a non-residual teacher)."""
+
+    offset: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, arch: dict[str, Any], start: int, num_actions: int) -> None:
         super().__init__()
