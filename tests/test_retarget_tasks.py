@@ -71,16 +71,6 @@ def test_orientation_jacobians(kin, seed):
     np.testing.assert_allclose(jac, num, atol=1e-5)
 
 
-def test_log3_jlog3_match_pinocchio():
-    rng = np.random.default_rng(0)
-    for theta in (1e-9, 1e-5, 1e-3, 0.3, 1.5, 3.0):
-        v = rng.normal(size=3)
-        v *= theta / np.linalg.norm(v)
-        rot = pin.exp3(v)
-        np.testing.assert_allclose(tasks.log3(rot[None])[0], pin.log3(rot), atol=1e-12)
-        np.testing.assert_allclose(tasks.jlog3(v[None])[0], pin.Jlog3(rot), atol=1e-9)
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_floor_clearance_jacobian(kin, seed):
     q = random_q(kin, np.random.default_rng(30 + seed))

@@ -18,6 +18,8 @@ class RetargetConfig:
 
     fps: output rate [Hz] (the policy rate).
     iterations: SQP iterations per frame (linearise, solve the QP, step); ``first_iterations`` for frame 0.
+    tolerance: a frame stops iterating (after at least two iterations) once a step moves no coordinate by more
+        than this [rad or m].
     extrapolate: start each frame from a constant-velocity prediction instead of the previous pose.
     solver: ``daqp`` (dense active set, direct API: the fast path) or ``proxsuite`` (dense proximal ALM).
     position_weight / orientation_weight: global multipliers of robot.yaml's keypoint weights.
@@ -40,6 +42,7 @@ class RetargetConfig:
 
     fps: float = 50.0
     iterations: int = 3
+    tolerance: float = 1e-3
     extrapolate: bool = False
     first_iterations: int = 30
     solver: str = "daqp"

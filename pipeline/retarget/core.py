@@ -95,7 +95,8 @@ def retarget(
         if progress is not None:
             progress(t + 1, n)
     source = {
-        "human_sha256": human.source.get("sha256", ""),
+        "human_sha256": human.source.get("input_sha256") or human.source.get("sha256", ""),
+        "clip_sha256": human.source.get("sha256", ""),
         "human_file": human.source.get("file", ""),
         "method": METHOD,
         "params": cfg.to_dict(),

@@ -95,6 +95,7 @@ class FrameSolver:
         # Anchored xy of each foot's sole points (foot, heel/centre/toe, xy); NaN where not held.
         self.anchor = np.full((2, 3, 2), np.nan)
         self.debug: list | None = None
+        self.last_step = np.inf
         self.stats = {"qp_failures": 0, "qp_fallbacks": 0, "iterations": 0}
 
     # -- one linearisation ---------------------------------------------------------------------------------
@@ -240,6 +241,7 @@ class FrameSolver:
             if dq is None:
                 return q
         self.stats["iterations"] += 1
+        self.last_step = float(np.abs(dq).max())
         return pin.integrate(kin.model, q, dq)
 
     def solve(
@@ -281,6 +283,8 @@ class FrameSolver:
             # the margins must absorb) small.
             shrink = 1.0 if first or it == 0 else 0.5
             q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first, shrink)
+            if it > 0 and self.last_step < self.cfg.tolerance:
+                break  # converged: the remaining iterations would not move
         q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
         if first:  # the first frame anchors its held points where it was solved
             for f in range(2):

@@ -40,8 +40,8 @@ def retarget_file(
     cfg = RetargetConfig.from_dict(params)
     load_robot(robot)  # an unknown robot fails before any work
     human = read_clip(clip, fmt=fmt, body_model=body_model)
-    if not human.source.get("sha256"):
-        human = human.replace(source={**human.source, "sha256": sha256_file(clip)})
+    # The RobotMotion records the hash of the file it was made from (the clip, or the extracted HumanMotion).
+    human = human.replace(source={**human.source, "input_sha256": sha256_file(clip)})
     bar = _progress(Path(clip).name) if progress else None
     try:
         motion, qual = retarget(human, robot, cfg, progress=bar.update if bar else None)

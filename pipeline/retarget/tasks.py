@@ -21,45 +21,26 @@ def keypoints(frame: Frame, idx: np.ndarray | None = None) -> tuple[np.ndarray, 
     return x, frame.point_jacobians(slot, x)
 
 
-def log3(rot: np.ndarray) -> np.ndarray:
-    """Rotation vectors (N, 3) of rotation matrices (N, 3, 3) (angles below pi)."""
-    cos = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) * 0.5, -1.0, 1.0)
-    theta = np.arccos(cos)
-    w = np.stack(
-        [rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0], rot[:, 1, 0] - rot[:, 0, 1]], axis=1
-    )
-    sin = np.sin(theta)
-    small = theta < 1e-6
-    k = np.where(small, 0.5 + theta**2 / 12.0, theta / (2.0 * np.where(small, 1.0, sin)))
-    return k[:, None] * w
-
-
-def jlog3(r: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) Jacobian of log at exp(r) w.r.t. a right (body-frame) perturbation: log(R exp(d)) ~ r + J d."""
-    theta = np.linalg.norm(r, axis=1)
-    small = theta < 1e-4
-    ts = np.where(small, 1.0, theta)
-    c = np.where(
-        small, 1.0 / 12.0 + theta**2 / 720.0, 1.0 / ts**2 - (1.0 + np.cos(ts)) / (2.0 * ts * np.sin(ts))
-    )
-    K = np.zeros((len(r), 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -r[:, 2], r[:, 1], -r[:, 0]
-    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = r[:, 2], -r[:, 1], r[:, 0]
-    return np.eye(3) + 0.5 * K + c[:, None, None] * (K @ K)
-
-
 def orientation_error(
     frame: Frame, idx: np.ndarray, target_rot_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Body-frame rotation error ``log(R_target^T R)`` (O, 3) of keypoint bodies ``idx`` and its Jacobian (O, 3, nv).
 
-    ``target_rot_w``: (O, 3, 3). d/dq log(E), E = R_t^T R, is Jlog3(E) R^T J_w.
+    ``target_rot_w``: (O, 3, 3). d/dq log(E), E = R_t^T R, is Jlog3(E) R^T J_w. (A loop over pinocchio's log3 and
+    Jlog3 is ~3x faster than the same maths vectorised in numpy for the handful of orientation tasks.)
     """
+    import pinocchio as pin
+
     kin = frame.kin
     slot = kin.kp_slot[idx]
     rot = frame.rot[slot] @ kin.kp_rot_local[idx]
-    err = log3(np.swapaxes(target_rot_w, 1, 2) @ rot)
-    jac = (jlog3(err) @ np.swapaxes(rot, 1, 2)) @ frame.rotation_jacobians(slot)
+    jw = frame.rotation_jacobians(slot)
+    err = np.empty((len(idx), 3))
+    jac = np.empty((len(idx), 3, kin.nv))
+    for o in range(len(idx)):
+        e = target_rot_w[o].T @ rot[o]
+        err[o] = pin.log3(e)
+        jac[o] = pin.Jlog3(e) @ rot[o].T @ jw[o]
     return err, jac
 
 
@@ -98,11 +79,10 @@ def segment_closest_points(
     d1 = q1 - p1
     d2 = q2 - p2
     r = p1 - p2
-    a = np.einsum("ij,ij->i", d1, d1)
-    e = np.einsum("ij,ij->i", d2, d2)
-    f = np.einsum("ij,ij->i", d2, r)
-    c = np.einsum("ij,ij->i", d1, r)
-    b = np.einsum("ij,ij->i", d1, d2)
+    v = np.stack([d1, d2, r])  # one einsum for the five dot products
+    gram = np.einsum("apk,bpk->abp", v, v)
+    a, b, c = gram[0, 0], gram[0, 1], gram[0, 2]
+    e, f = gram[1, 1], gram[1, 2]
     a_ok = a > eps
     e_ok = e > eps
     a_s = np.where(a_ok, a, 1.0)
