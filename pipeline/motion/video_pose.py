@@ -140,6 +140,18 @@ def open_frames(
     return iter_video(path)
 
 
+def _protobuf_compat() -> None:
+    """mediapipe 0.10.21 asks protobuf for ``MessageFactory.GetPrototype``, removed in protobuf 5 (this
+    project needs protobuf 6 for onnx); without it an error is printed (landmarks are unaffected: checked
+    identical with and without). Restore the old name as the documented replacement, ``GetMessageClass``."""
+    from google.protobuf import message_factory
+
+    if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+        message_factory.MessageFactory.GetPrototype = (  # type: ignore[attr-defined]
+            lambda self, descriptor: message_factory.GetMessageClass(descriptor)
+        )
+
+
 class PoseEstimator:
     """MediaPipe Pose (full model) on RGB frames; one instance per clip (it tracks across frames)."""
 
@@ -148,6 +160,7 @@ class PoseEstimator:
     ) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        _protobuf_compat()
         try:
             import mediapipe as mp
         except ImportError as e:  # pragma: no cover - depends on the install

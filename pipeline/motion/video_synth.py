@@ -88,14 +88,18 @@ def look_at_camera(
 def default_camera(
     motion: HumanMotion, *, width: int = 640, height: int = 480, fovy_deg: float = 60.0
 ) -> Camera:
-    """A camera in front-left of the clip, far enough to see the whole path, at chest height."""
-    root = motion.pos_w[:, motion.index("pelvis")]
-    lo, hi = root[:, :2].min(axis=0), root[:, :2].max(axis=0)
-    centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, 0.9])
-    extent = float(np.linalg.norm(hi - lo)) + 1.0
-    dist = max(3.0, 0.5 * extent / np.tan(np.radians(fovy_deg) / 2) * 1.2)
-    direction = np.array([np.cos(0.5), np.sin(0.5), 0.0])  # ~29 degrees left of the +x facing direction
-    eye = centre + dist * direction + np.array([0.0, 0.0, 0.4])
+    """A static camera beside the path, 30 degrees toward the front of the subject, at chest height, just
+    far enough to keep the whole path in view (horizontally, with a margin)."""
+    root = motion.pos_w[:, motion.index("pelvis"), :2]
+    centre = np.array([*(root.min(axis=0) + root.max(axis=0)) / 2, 0.9])
+    travel = root[-1] - root[0]
+    along = travel / np.linalg.norm(travel) if np.linalg.norm(travel) > 0.5 else np.array([1.0, 0.0])
+    left = np.array([-along[1], along[0]])
+    direction = np.cos(np.radians(30)) * left + np.sin(np.radians(30)) * along
+    span = float(np.ptp(root @ along)) + 1.5
+    hfov = 2 * np.arctan(np.tan(np.radians(fovy_deg) / 2) * width / height)
+    dist = max(3.0, 0.5 * span / np.tan(hfov / 2) / np.cos(np.radians(30)))
+    eye = centre + np.array([*(dist * direction), 0.4])
     return look_at_camera(centre, eye, fovy_deg=fovy_deg, width=width, height=height)
 
 
