@@ -13,6 +13,8 @@ with every constraint linearised at q; then q <- integrate(q, dq).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pipeline.retarget.config import RetargetConfig
@@ -61,7 +63,10 @@ class FrameSolver:
         self.kin = kin
         self.cfg = cfg
         self.frame = Frame(kin)
-        self.solve_qp = SOLVE[cfg.solver]
+        # solve_qp(H, g, lb, ub, C, cl, cu) -> (dq | None, flag): subclasses may wrap it to add rows. The
+        # fallbacks for infeasible frames call the plain back end (soft rows need its ``soft`` argument).
+        self.solve_qp: Callable[..., tuple[np.ndarray | None, int]] = SOLVE[cfg.solver]
+        self.fallback_qp = SOLVE[cfg.solver]
         self.dt = 1.0 / cfg.fps
         nv = kin.nv
         k = len(kin.kp_slot)
@@ -232,11 +237,11 @@ class FrameSolver:
             # are dropped, then everything but the box.
             soft = np.zeros(C.shape[0], dtype=bool)
             soft[n_floor : n_floor + plant_rows] = True
-            dq, _ = self.solve_qp(H, g, lb, ub, C, cl, cu, soft=soft)
+            dq, _ = self.fallback_qp(H, g, lb, ub, C, cl, cu, soft=soft)
             if dq is None:
-                dq, _ = self.solve_qp(H, g, lb, ub, C[~soft], cl[~soft], cu[~soft])
+                dq, _ = self.fallback_qp(H, g, lb, ub, C[~soft], cl[~soft], cu[~soft])
             if dq is None:
-                dq, _ = self.solve_qp(H, g, lb, ub, np.zeros((0, nv)), np.zeros(0), np.zeros(0))
+                dq, _ = self.fallback_qp(H, g, lb, ub, np.zeros((0, nv)), np.zeros(0), np.zeros(0))
                 self.stats["qp_fallbacks"] += 1
             if dq is None:
                 return q
