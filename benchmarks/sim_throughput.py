@@ -58,23 +58,30 @@ def main() -> None:
     motion, clip = _motion()
     env = TrackingEnv(cfg, [motion], [clip])
     env.reset()
+    # raw physics: a second batch of the same model with the same per-env parameters, stepped from exactly
+    # the task's states (copied in untimed before every policy step) with one native call of `decimation`
+    # substeps and no task code
     raw = CpuBatch(env.backend.model, args.envs, nthread=cfg.sim.nthread)
     rng = np.random.default_rng(0)
     dec = cfg.sim.decimation
-    actions = rng.normal(0.0, 0.3, (args.steps, args.envs, env.num_actions))
+    actions = rng.normal(0.0, 0.3, (args.rounds, args.steps, args.envs, env.num_actions))
     task_rates, raw_rates = [], []
-    for _ in range(args.rounds):
-        raw.qpos[:], raw.qvel[:] = env.backend.qpos, env.backend.qvel
-        raw.forward()
-        t0 = time.perf_counter()
-        for a in actions:
-            ctrl = env.default + env.action_scale * a
-            raw.step(np.repeat(ctrl[:, None, :], dec, axis=1))
-        raw_rates.append(args.steps * args.envs / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        for a in actions:
+    for r in range(args.rounds):
+        for name in env.randomizer._fields:
+            raw.param(name)[:] = env.backend.param(name)
+        t_task = t_raw = 0.0
+        for a in actions[r]:
+            raw.qpos[:], raw.qvel[:] = env.backend.qpos, env.backend.qvel
+            raw.ctrl[:] = env.default + env.action_scale * a
+            t0 = time.perf_counter()
+            raw._batch.step(nstep=dec)
+            t1 = time.perf_counter()
             env.step(a)
-        task_rates.append(args.steps * args.envs / (time.perf_counter() - t0))
+            t2 = time.perf_counter()
+            t_raw += t1 - t0
+            t_task += t2 - t1
+        raw_rates.append(args.steps * args.envs / t_raw)
+        task_rates.append(args.steps * args.envs / t_task)
     task, phys = float(np.median(task_rates)), float(np.median(raw_rates))
 
     from pipeline.learn.teacher import train

@@ -87,12 +87,18 @@ def quat_conj(q: np.ndarray) -> np.ndarray:
     return q * np.array([1.0, -1.0, -1.0, -1.0])
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1)
+
+
 def quat_rotate_inv(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate (..., 3) world vectors into the frame of (..., 4) quaternions: R(q)^T v."""
     w = q[..., :1]
     u = -q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
+    t = 2.0 * _cross(u, v)
+    return v + w * t + _cross(u, t)
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:

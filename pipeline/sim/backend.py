@@ -96,7 +96,16 @@ class Backend(ABC):
         """(E, K, 3) world linear velocity of the body origins (from cvel, as mj_objectVelocity)."""
         c = self.cvel[:, body_ids]
         arm = self.xpos[:, body_ids] - self.subtree_com[:, 1:2]
-        return c[..., 3:] + np.cross(c[..., :3], arm)
+        w = c[..., :3]
+        cross = np.stack(
+            [
+                w[..., 1] * arm[..., 2] - w[..., 2] * arm[..., 1],
+                w[..., 2] * arm[..., 0] - w[..., 0] * arm[..., 2],
+                w[..., 0] * arm[..., 1] - w[..., 1] * arm[..., 0],
+            ],
+            axis=-1,
+        )
+        return c[..., 3:] + cross
 
     def body_ang_vel_w(self, body_ids: np.ndarray) -> np.ndarray:
         return self.cvel[:, body_ids, :3]
@@ -105,10 +114,14 @@ class Backend(ABC):
 class CpuBatch(Backend):
     """``mujoco.batch.Batch`` on CPU threads."""
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, *, nthread: int = 2) -> None:
+    def __init__(
+        self, model: mujoco.MjModel, num_envs: int, *, nthread: int = 2, persistent: bool = True
+    ) -> None:
         self.model = model
         self.num_envs = num_envs
-        self._batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
+        # persistent: one MjData per env, so the positions/velocities computed for the observations after the
+        # last substep are reused by the next step instead of being computed twice
+        self._batch = mujoco.batch.Batch(model, num_envs, nthread=nthread, persistent=persistent)
         b = self._batch
         self.qpos, self.qvel, self.ctrl = b.bind("qpos"), b.bind("qvel"), b.bind("ctrl")
         self.xpos, self.xquat, self.cvel = b.bind("xpos"), b.bind("xquat"), b.bind("cvel")

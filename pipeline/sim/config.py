@@ -102,7 +102,7 @@ class NoiseConfig:
 @dataclass(frozen=True)
 class PPOConfig:
     num_steps_per_env: int = 24
-    num_learning_epochs: int = 5
+    num_learning_epochs: int = 4
     num_mini_batches: int = 4
     learning_rate: float = 1.0e-3
     schedule: str = "adaptive"
@@ -113,9 +113,9 @@ class PPOConfig:
     entropy_coef: float = 0.005
     value_loss_coef: float = 1.0
     max_grad_norm: float = 1.0
-    init_noise_std: float = 0.5
-    actor_hidden: tuple[int, ...] = (512, 256, 128)
-    critic_hidden: tuple[int, ...] = (512, 256, 128)
+    init_noise_std: float = 0.3
+    actor_hidden: tuple[int, ...] = (256, 128, 128)
+    critic_hidden: tuple[int, ...] = (256, 128, 128)
     residual: bool = True  # actor output is a residual around the reference joints (pipeline/learn/models.py)
 
 
