@@ -5,7 +5,8 @@
   (everything between reading the state and handing the message to DDS), per policy step.
 - reference in the same run: onnxruntime inference alone on the same policy (the floor of the loop).
 - rtt: rt/lowcmd -> an echo process -> rt/lowstate on loopback (CycloneDDS 0.10), 500 Hz, with the same codec.
-- peak memory: ru_maxrss of this process (the runtime side: numpy, onnxruntime, mujoco, CycloneDDS; no torch).
+- peak memory of this process (the runtime side: numpy, onnxruntime, mujoco, CycloneDDS; no torch): ru_maxrss and
+  VmHWM (the same unless this process was forked from a larger one).
 
 usage: python benchmarks/deploy_latency.py [--seconds 10] [--rtt-samples 1000]
 Bar: loop compute p99 <= 1 ms.
@@ -128,6 +129,13 @@ def rtt_ms(domain: int, samples: int) -> np.ndarray:
         _stop(proc)
 
 
+def _vmhwm_mib() -> float:
+    """Peak RSS of this process image (/proc VmHWM; ru_maxrss also counts a parent's size at fork)."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    return round(kb / 1024, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -193,6 +201,7 @@ def main() -> None:
         "dds_rtt_samples": len(rtt),
         "bar_loop_compute_p99_le_1ms": bool(p(compute, 99) <= 1.0),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_vmhwm_mib": _vmhwm_mib(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }))  # fmt: skip
 

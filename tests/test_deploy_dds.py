@@ -176,13 +176,22 @@ def test_no_robot_is_a_fault(bundles: dict[str, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_cli_deploy_over_dds(tmp_path: Path, bundles: dict[str, Path]) -> None:
+def test_cli_deploy_over_dds_under_300_mib(tmp_path: Path, bundles: dict[str, Path]) -> None:
+    """`mimic deploy --robot dds` in a fresh process (the configuration that runs on the robot): exit 0, a log,
+    peak RSS < 300 MiB."""
     with bridge(tmp_path) as (domain, _, _):
+        argv = ["deploy", "--bundle", str(bundles["track"]), "--robot", "dds", "--iface", "lo", "--domain",
+                str(domain), "--log", str(tmp_path / "log.npz"), "--watchdog-ms", "300"]  # fmt: skip
+        code = (
+            f"import sys; from pipeline.cli import main; rc = main({argv!r});"
+            # VmHWM: the peak of this process image (ru_maxrss would include the forking pytest process)
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1];"
+            "print('RSS_MIB', int(hwm) / 1024); sys.exit(rc)"
+        )
         out = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "deploy", "--bundle", str(bundles["track"]), "--robot", "dds",
-             "--iface", "lo", "--domain", str(domain), "--log", str(tmp_path / "log.npz"), "--watchdog-ms", "300"],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
     assert out.returncode == 0, out.stderr
     assert "tracked 50 reference frames" in out.stdout
+    assert float(out.stdout.split("RSS_MIB")[1]) < 300.0, out.stdout
     assert (tmp_path / "log.npz").is_file()
