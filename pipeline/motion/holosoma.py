@@ -225,7 +225,8 @@ def subject_heights() -> dict[str, float]:
 
 def read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(V, 3) vertices and (F, 3) triangles of a Wavefront OBJ (polygons fanned into triangles)."""
-    verts, faces = [], []
+    verts: list[list[float]] = []
+    faces: list[list[int]] = []
     for line in path.read_text().splitlines():
         parts = line.split()
         if not parts:
