@@ -189,3 +189,19 @@ def test_climb_arrays_are_plain_npy() -> None:
     npy = next((package_root() / "demo_data" / "climb" / "mocap_climb_seq_0").glob("*.npy"))
     a = np.load(npy, allow_pickle=False)
     assert a.dtype == np.float32 and a.shape[1:] == (53, 3)
+
+
+def test_scene_found_from_a_saved_human(clips: dict[str, Path], tmp_path: Path) -> None:
+    """The retarget stage gets only data/human/<clip>.npz: the scene is found from its provenance."""
+    from pipeline.motion.human import HumanMotion
+    from pipeline.retarget.interaction_run import find_scene
+
+    human = read_clip(clips["climb1"], fps=50.0)
+    path = tmp_path / "climb1.npz"
+    human.save(path)
+    loaded = HumanMotion.load(path)
+    scene = find_scene(path, loaded)
+    assert scene is not None and scene.num_frames == loaded.num_frames and scene.fps == 50.0
+    direct = read_scene(clips["climb1"], human)
+    np.testing.assert_allclose(scene.objects[0].pos_w, direct.objects[0].pos_w, atol=1e-9)
+    np.testing.assert_array_equal(scene.contacts, direct.contacts)

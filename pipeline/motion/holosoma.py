@@ -112,10 +112,12 @@ def package_root() -> Path:
 
 
 def resolve(path: str | Path) -> tuple[str, Path]:
-    """(kind 'omomo' | 'climb', data path) of a ``.holosoma`` pointer or an OMOMO ``.pt`` file."""
+    """(kind 'omomo' | 'climb', data path) of a ``.holosoma`` pointer, an OMOMO ``.pt`` file or a climb folder."""
     path = Path(path)
     if path.suffix == ".pt":
         return "omomo", path
+    if path.is_dir():
+        return "climb", path
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
