@@ -116,6 +116,7 @@ def test_run_through_dds_tracks_the_reference(tmp_path: Path, bundles: dict[str,
     assert moving.sum() >= 2 and (got_range[moving] > 0.5 * ref_range[moving]).all(), got_range[moving]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "expect", "text"),
     [("drop", Fault.STALE_STATE, "ms old"), ("stall", Fault.STALE_STATE, "ms old"),
@@ -145,6 +146,7 @@ def test_bridge_killed_mid_run(tmp_path: Path, bundles: dict[str, Path]) -> None
     assert (result.log["cmd_kp"][result.log["phase"] == Phase.DAMPING] == 0).all()
 
 
+@pytest.mark.slow
 def test_nan_policy_output_over_dds(tmp_path: Path, bundles: dict[str, Path]) -> None:
     with bridge(tmp_path) as (domain, proc, record):
         result = _run(bundles["nan"], domain)

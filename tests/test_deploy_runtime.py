@@ -118,3 +118,23 @@ def test_tilt() -> None:
     assert tilt_deg(np.array([1.0, 0, 0, 0])) == 0.0
     q = np.array([np.cos(np.pi / 6), np.sin(np.pi / 6), 0, 0])  # 60 deg about x
     assert abs(tilt_deg(q) - 60.0) < 1e-9
+
+
+def test_key_on_a_tty_is_an_estop(track: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    tty_in = os.fdopen(slave, "r")
+    monkeypatch.setattr("sys.stdin", tty_in)
+    iface = SimInterface(control_dt=0.02, hold_s=5.0, realtime=True)
+    cfg = RunConfig(safety=SafetyConfig(soft_start_s=2.0, damping_s=0.2))  # keyboard on (the default)
+    runtime = Runtime(load_bundle(track), iface, cfg)
+    timer = threading.Timer(0.7, lambda: os.write(master, b"q"))  # after the key watcher set cbreak mode
+    timer.start()
+    try:
+        result = runtime.run()
+    finally:
+        timer.cancel()
+        tty_in.close()
+        os.close(master)
+    assert result.status == "estop" and result.message == "e-stop: key 'q'"
