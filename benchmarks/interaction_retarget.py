@@ -46,6 +46,7 @@ REF_HUMAN_HEIGHT = 1.78
 LOWER_IS_BETTER = (
     "keypoint_err_mean_mm",
     "foot_skate_mean_mm_s",
+    "terrain_skate_mean_mm_s",
     "floor_penetration_max_mm",
     "joint_limit_violations",
     "self_collisions",

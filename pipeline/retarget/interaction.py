@@ -38,6 +38,7 @@ from pipeline.retarget.qp import INF
 
 METHOD = "interaction mesh (Laplacian deformation) + SDF non-penetration + contact constraints, SQP (daqp)"
 
+FEET = ("left_ankle", "right_ankle")
 CAPSULE_SAMPLES = 5  # points along each collision capsule tested against the objects
 # Robot capsules that make contact for a canonical body part (by name prefix).
 PART_CAPSULES = {
@@ -136,7 +137,7 @@ class InteractionSolver(FrameSolver):
         self.lap: np.ndarray = np.zeros((0, 0))
         self.lap_target = np.zeros((0, 3))
         self.obj_pts = np.zeros((0, 3))
-        self.terrain_anchor: dict[int, np.ndarray] = {}
+        self.terrain_anchor: dict[int, np.ndarray] = {}  # contact column -> held sole-centre xy
         self.istats = {"contact_drops": 0, "penetration_drops": 0}
 
     def prepare(self, t: int, human_kp: np.ndarray) -> None:
@@ -199,6 +200,15 @@ class InteractionSolver(FrameSolver):
                 jp = fr.point_jacobians(self.cap_slot[want[best : best + 1]], pts[want[best : best + 1]])
                 con.append(grad[best] @ jp[0])
                 con_hi.append(np.array([cfg.contact_tolerance - clear[best]]))
+        # Feet standing on terrain stay where they landed (sole centre, horizontally).
+        for c, xy in self.terrain_anchor.items():
+            f = FEET.index(self.scene.contact_bodies[c])
+            slot = self.kin.sole_slot[f : f + 1]
+            x = fr.points(slot, self.kin.sole_local[f, 1:2])
+            jx = fr.point_jacobians(slot, x)[0, :2]
+            tol = self.cfg.plant_tolerance
+            con.extend([jx, -jx])
+            con_hi.extend([xy + tol - x[0, :2], -(xy - tol - x[0, :2])])
         C_pen = np.concatenate(pen)
         C_con = np.vstack(con)
         blocks = [
@@ -206,6 +216,27 @@ class InteractionSolver(FrameSolver):
             (C_con, np.full(len(C_con), -INF), np.concatenate(con_hi)),
         ]
         return B, r.reshape(-1), blocks
+
+    def solve(self, q_prev, target_pos, target_rot, plant, *, q_init=None, first=False):  # type: ignore[no-untyped-def]
+        q = super().solve(q_prev, target_pos, target_rot, plant, q_init=q_init, first=first)
+        if self.enabled:
+            # Anchor a foot where it lands on terrain; release it when the contact ends.
+            active = self.scene.contacts[self.t] if self.scene.contacts.size else np.zeros(0, bool)
+            for c, part in enumerate(self.scene.contact_bodies):
+                on = (
+                    bool(active[c])
+                    and part in FEET
+                    and self.scene.objects[self.scene.contact_objects[c]].static
+                )
+                if not on:
+                    self.terrain_anchor.pop(c, None)
+                elif c not in self.terrain_anchor:
+                    f = FEET.index(part)
+                    x = self.frame.update(q).points(
+                        self.kin.sole_slot[f : f + 1], self.kin.sole_local[f, 1:2]
+                    )
+                    self.terrain_anchor[c] = x[0, :2].copy()
+        return q
 
     def _solve(self, H, g, lb, ub, C, cl, cu):  # type: ignore[no-untyped-def]
         if not self.enabled:

@@ -7,6 +7,8 @@ EPA), a bounding-sphere test first.
 - ``object_penetration_max_mm``: deepest overlap of any robot geom with any object or terrain geom.
 - ``contact_err_mean_mm``: over the frames where the human touches an object (Scene labels), the distance
   from the robot's matching body part (its hand or foot collision geoms) to that object, mean.
+- ``terrain_skate_mean_mm_s``: while a foot stands on terrain (labels), the mean horizontal speed of its sole
+  centre (robot.yaml foot points), like the kinematic foot skate on the floor.
 - ``contacts_kept_ratio``: the fraction of those (frame, contact) pairs where that distance is at most
   :data:`KEPT_DISTANCE`.
 """
@@ -27,13 +29,20 @@ from pipeline.robot.motion import RobotMotion
 from pipeline.robot.spec import load_robot
 
 KEPT_DISTANCE = 0.02  # m
-SCENE_KEYS = ("object_penetration_max_mm", "contact_err_mean_mm", "contacts_kept_ratio", "contact_frames")
+SCENE_KEYS = (
+    "terrain_skate_mean_mm_s",
+    "object_penetration_max_mm",
+    "contact_err_mean_mm",
+    "contacts_kept_ratio",
+    "contact_frames",
+)
 BARS = {
     "object_penetration_max_mm": 10.0,
     "contact_err_mean_mm": 25.0,
     "keypoint_err_mean_mm": 50.0,
     "floor_penetration_max_mm": 5.0,
     "foot_skate_mean_mm_s": 20.0,
+    "terrain_skate_mean_mm_s": 20.0,
 }
 
 
@@ -91,12 +100,32 @@ def scene_metrics(motion: RobotMotion, scene: Scene) -> dict[str, float | int]:
             d = 0.1 if not np.isfinite(d) else max(d, 0.0)  # mj_geomDistance caps at distmax
             errs.append(d)
             kept += d <= KEPT_DISTANCE
+    # Feet on terrain: horizontal speed of the sole centre over consecutive frames standing on the same object.
+    spec = load_robot(motion.robot)
+    centre = 0.5 * (np.asarray(spec.foot_points["heel"]) + np.asarray(spec.foot_points["toe"]))
+    speeds = []
+    for c, part in enumerate(scene.contact_bodies):
+        if part not in ("left_ankle", "right_ankle") or not scene.objects[scene.contact_objects[c]].static:
+            continue
+        f = ("left_ankle", "right_ankle").index(part)
+        b = motion.body_index(spec.feet[f])
+        sole = motion.body_pos_w[:t, b] + np.einsum("tij,j->ti", _mat(motion.body_quat_w[:t, b]), centre)
+        both = labels[1:t, c] & labels[: t - 1, c]
+        v = np.linalg.norm(np.diff(sole[:, :2], axis=0), axis=1) * motion.fps
+        speeds.extend(v[both].tolist())
     return {
+        "terrain_skate_mean_mm_s": round(float(np.mean(speeds)) * 1e3, 3) if speeds else 0.0,
         "object_penetration_max_mm": round(max(pen, 0.0) * 1e3, 3),
         "contact_err_mean_mm": round(float(np.mean(errs)) * 1e3, 3) if errs else 0.0,
         "contacts_kept_ratio": round(kept / len(errs), 4) if errs else 1.0,
         "contact_frames": len(errs),
     }
+
+
+def _mat(quat: np.ndarray) -> np.ndarray:
+    from pipeline.geometry import quat_to_matrix
+
+    return quat_to_matrix(quat)
 
 
 def interaction_quality(motion: RobotMotion, scene: Scene) -> dict[str, Any]:
