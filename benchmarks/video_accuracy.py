@@ -109,7 +109,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", nargs="+", default=DEFAULT)
     p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--loops", type=int, default=3, help="repeat short cyclic clips (DeepMimic) this many times")
+    p.add_argument(
+        "--loops", type=int, default=3, help="repeat short cyclic clips (DeepMimic) this many times"
+    )
     p.add_argument("--workdir", default=None, help="keep the rendered videos here")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

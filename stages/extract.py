@@ -18,7 +18,9 @@ def main(argv: list[str]) -> None:
     clip = params("clips", name)
     unknown = set(clip) - CLIP_KEYS
     if unknown:
-        raise InputError("params.yaml", f"clips.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})")
+        raise InputError(
+            "params.yaml", f"clips.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})"
+        )
     settings = params("extract")
     motion = read_clip(
         clip["path"],
