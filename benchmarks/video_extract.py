@@ -1,7 +1,7 @@
 """End-to-end video extraction speed (frames per second): one JSON line.
 
-Input: a 640x480 ground-truth video rendered from a CMU clip (rendering is not timed), and the real footage of
-OpenCV's vtest.avi (768x576, small people: the people-detector + crop path) when Debian opencv-doc is installed.
+Input: a 640x480 ground-truth video rendered from a CMU clip (rendering is not timed), and the real footage
+of OpenCV's vtest.avi (768x576, small people: the people-detector + crop path) when opencv-doc is installed.
 Timed: read_clip (decode, pose per frame, fitting, floor, contacts, processing). The references measured in the
 same run: decoding alone, and decoding + the pose model alone, so the fitting's own cost shows.
 
@@ -80,7 +80,8 @@ def main() -> None:
 
             cap = cv2.VideoCapture(str(VTEST))
             short = Path(tmp) / "vtest.avi"
-            w = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))  # type: ignore[attr-defined]
+            fourcc = cv2.VideoWriter_fourcc(*"MJPG")  # type: ignore[attr-defined]
+            w = cv2.VideoWriter(str(short), fourcc, 10, (768, 576))
             for _ in range(a.vtest_frames):
                 ok, frame = cap.read()
                 if not ok:

@@ -166,7 +166,8 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
         raise InputError(
             origin,
             f"the person is seen in runs of at most {keep[1] - keep[0]} frames (segments {segs}); "
-            f"at least {min_len} frames ({opts.min_segment_s} s) without a gap over {opts.max_gap_s} s are needed",
+            f"at least {min_len} frames ({opts.min_segment_s} s) without a gap over {opts.max_gap_s} s "
+            "are needed",
         )
     sl = slice(*keep)
     found = lm.found[sl]

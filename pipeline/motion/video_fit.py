@@ -57,7 +57,8 @@ def canonical_points(lm: np.ndarray) -> np.ndarray:
 
 
 def bone_lengths(pos: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """(J,) constant bone lengths (to the parent; 0 for the root): weighted median over frames, sides averaged."""
+    """(J,) constant bone lengths (to the parent; 0 for the root): median over the confident frames, left
+    and right averaged."""
     lengths = np.zeros(len(CANONICAL_JOINTS))
     good = weight > 0.5 * np.median(weight) if weight.size else weight
     if not good.any():
@@ -143,7 +144,7 @@ def up_direction(pos_c: np.ndarray, fps: float) -> tuple[np.ndarray, str]:
 def floor_from_contacts(
     pos_w: np.ndarray, image: np.ndarray, depth: np.ndarray, fx: float, fps: float, height: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Put the feet in contact on the floor: (T, J, 3) world keypoints shifted per frame in z, (T, 2) contacts.
+    """Put the feet in contact on the floor: (T, J, 3) keypoints shifted per frame in z, and (T, 2) contacts.
 
     A foot is in contact when its image points (ankle, heel, toe tip) nearly stop (under ``CONTACT_SPEED``
     m/s at the subject's depth: immune to depth noise) and it is not clearly above the other foot. The floor
