@@ -47,8 +47,8 @@ class RetargetConfig:
     first_iterations: int = 30
     solver: str = "daqp"
     position_weight: float = 1.0
-    orientation_weight: float = 0.1
-    previous_weight: float = 1e-2
+    orientation_weight: float = 0.03
+    previous_weight: float = 5e-3
     default_weight: float = 2e-4
     damping: float = 1e-5
     smoothing_sigma: float = 1.0
