@@ -2,8 +2,8 @@
 
 Input: a 640x480 ground-truth video rendered from a CMU clip (rendering is not timed), and the real footage
 of OpenCV's vtest.avi (768x576, small people: the people-detector + crop path) when opencv-doc is installed.
-Timed: read_clip (decode, pose per frame, fitting, floor, contacts, processing). The references measured in the
-same run: decoding alone, and decoding + the pose model alone, so the fitting's own cost shows.
+Timed: read_clip (decode, pose per frame, fitting, floor, contacts, processing). The references measured in
+the same run: decoding alone, and decoding + the pose model alone, so the fitting's own cost shows.
 
 usage: python benchmarks/video_extract.py [--frames 300]
 """

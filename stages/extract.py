@@ -9,7 +9,7 @@ from pipeline.errors import InputError
 from pipeline.motion import read_clip
 from pipeline.stage import params, run
 
-# video: a video clip's camera and gap options (pipeline.motion.video.VideoOptions: fx, fy, cx, cy, hfov_deg...)
+# video: a video clip's camera and gap options (pipeline.motion.video.VideoOptions: fx, fy, cx, cy...)
 CLIP_KEYS = {"path", "format", "unit", "joint_map", "subject_height", "body_model", "video"}
 
 
