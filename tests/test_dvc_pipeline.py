@@ -23,7 +23,11 @@ def _sha(path: Path) -> str:
 
 
 def _dvc(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -35,7 +39,9 @@ def _dvc(cwd: Path, *args: str) -> str:
 def repo(tmp_path_factory) -> Path:
     """A copy of the committed tree with a git repo, two clips (a default DeepMimic walk and a CMU BVH)."""
     dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
