@@ -69,3 +69,37 @@ def test_terms_and_layout():
     np.testing.assert_allclose(obs[:, :n], 1)
     np.testing.assert_allclose(obs[:, 2 * n + 12 : 3 * n + 12], 0.25)
     np.testing.assert_allclose(obs[:, -n:], 5)
+
+
+def test_env_actor_observation_is_what_the_robot_can_compute():
+    """The task's actor observation (no noise) equals the deploy computation from robot-side signals only:
+    IMU orientation and gyro, joint encoders, the reference, the last action (torso from the waist FK)."""
+    from pipeline.learn.evaluate import nominal
+    from pipeline.sim.config import from_dict
+    from pipeline.sim.task import TrackingEnv
+
+    from .sim_helpers import swing_motion
+
+    env = TrackingEnv(nominal(from_dict({"num_envs": 3, "sim": {"nthread": 1}})), [swing_motion(80)], ["m"])
+    env.reset()
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        obs, *_ = env.step(rng.normal(0, 0.3, (3, env.num_actions)))
+    spec = load_robot("g1")
+    chain = ob.anchor_chain_from_model(env.backend.model, spec.bodies["pelvis"], spec.bodies["anchor"])
+    be = env.backend
+    ref = env._reference()
+    imu_quat, gyro, q, dq = be.qpos[:, 3:7], be.qvel[:, 3:6], be.qpos[:, 7:], be.qvel[:, 6:]
+    expected = ob.actor_observation(
+        ref_joint_pos=ref["joint_pos"],
+        ref_joint_vel=ref["joint_vel"],
+        ref_anchor_quat_w=ref["body_quat_w"][:, env.anchor - 1],
+        anchor_quat_w=chain.anchor_quat(imu_quat, q),
+        base_quat_w=imu_quat,
+        base_ang_vel_b=gyro,
+        joint_pos=q,
+        joint_vel=dq,
+        default_joint_pos=spec.default_pos,
+        last_action=env.last_action,
+    )
+    np.testing.assert_allclose(obs["actor"], expected, atol=1e-5)
