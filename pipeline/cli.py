@@ -116,6 +116,8 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hold-s", type=float, default=2.5, help="sim only: harness holds the base this long")
     p.add_argument("--watchdog-ms", type=float, default=100.0, help="fault when the newest state is older")
     p.add_argument("--max-tilt-deg", type=float, default=60.0, help="fall detection threshold")
+    p.add_argument("--start-pose", choices=["default", "reference"], default="default",
+                   help="soft start to the default pose or to the reference's first frame")  # fmt: skip
 
     def run(a: argparse.Namespace) -> int:
         from pipeline.deploy.run import deploy, summary
@@ -124,7 +126,7 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
 
         safety = SafetyConfig(watchdog_s=a.watchdog_ms / 1e3, max_tilt_deg=a.max_tilt_deg)
         result = deploy(a.bundle, a.robot, iface=a.iface, domain=a.domain, robot=a.model, log_path=a.log,
-                        hold_s=a.hold_s, cfg=RunConfig(dry_run=a.dry_run, safety=safety))  # fmt: skip
+                        hold_s=a.hold_s, cfg=RunConfig(dry_run=a.dry_run, safety=safety, start_pose=a.start_pose))  # fmt: skip
         stats = ", ".join(f"{k} {v:.3f}" for k, v in summary(result).items())
         print(f"mimic deploy: {result.message} ({stats})")
         return 0

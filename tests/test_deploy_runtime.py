@@ -138,3 +138,11 @@ def test_key_on_a_tty_is_an_estop(track: Path, monkeypatch: pytest.MonkeyPatch) 
         tty_in.close()
         os.close(master)
     assert result.status == "estop" and result.message == "e-stop: key 'q'"
+
+
+def test_soft_start_to_the_reference_first_frame(track: Path) -> None:
+    result, _ = _run(track, cfg=RunConfig(safety=FAST, keyboard=False, start_pose="reference"))
+    log = result.log
+    ss = np.flatnonzero(log["phase"] == Phase.SOFT_START)
+    assert result.ok
+    np.testing.assert_allclose(log["cmd_q"][ss[-1]], load_bundle(track).motion.joint_pos[0], atol=1e-9)

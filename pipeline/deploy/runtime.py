@@ -1,7 +1,7 @@
 """The deploy runtime: a fixed-rate loop that reads the robot, builds observations, infers, and commands.
 
-Phases: WAIT (first state) -> SOFT_START (cosine ramp from the measured pose to the default pose, then a short
-settle) -> POLICY (one reference frame per control step) -> END (damping). Any fault (see
+Phases: WAIT (first state) -> SOFT_START (cosine ramp from the measured pose to the default pose, or to the
+reference's first frame with ``start_pose="reference"``, then a short settle) -> POLICY (one reference frame per control step) -> END (damping). Any fault (see
 :mod:`pipeline.deploy.safety`) or an e-stop (SIGINT/SIGTERM, or the keys q/e/space on a TTY) switches to
 damping for ``damping_s`` and ends the run with a message. ``dry_run`` builds every command but publishes none.
 Every run writes a log (pipeline/deploy/README.md, "Run log").
@@ -52,6 +52,7 @@ class RunConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     keyboard: bool = True  # e-stop keys when stdin is a TTY
     max_policy_steps: int | None = None  # default: the whole reference motion
+    start_pose: str = "default"  # soft start to the default pose, or to the reference's first frame
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class Runtime:
         self.history = ObsHistory(c.history, c.obs_size)
         self.max_torque = c.effort_limit * self.cfg.safety.torque_limit_fraction
         self._estop: str | None = None
+        if self.cfg.start_pose not in ("default", "reference"):
+            raise ValueError("start_pose must be 'default' or 'reference'")
+        self.start_pose = (
+            c.default_joint_pos if self.cfg.start_pose == "default" else bundle.motion.joint_pos[0]
+        )
 
     # ---- e-stop ---------------------------------------------------------------------------------------------
 
@@ -201,7 +207,7 @@ class Runtime:
                 clipped = 0
                 if phase == Phase.SOFT_START and state is not None:
                     target = soft_start_targets(
-                        q_start, c.default_joint_pos, t_ctrl - t_phase, cfg.safety.soft_start_s
+                        q_start, self.start_pose, t_ctrl - t_phase, cfg.safety.soft_start_s
                     )
                     target, clipped = limit_targets(target, state, c.kp, c.kd, c.joint_pos_lower,
                                                     c.joint_pos_upper, self.max_torque)  # fmt: skip

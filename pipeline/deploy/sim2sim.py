@@ -91,7 +91,7 @@ def tracking_error_mm(bundle: Bundle, result: RunResult, trace: dict[str, np.nda
 
 
 def run_sim2sim(bundle_dir: str | Path, *, iface: str = "lo", domain: int | None = None, hold_s: float = 2.5,
-                safety: SafetyConfig | None = None) -> dict[str, Any]:  # fmt: skip
+                safety: SafetyConfig | None = None, start_pose: str = "default") -> dict[str, Any]:  # fmt: skip
     """Run the bundle against a fresh ``mimic sim-robot``; returns the report (reports/sim2sim.json)."""
     bundle = load_bundle(bundle_dir)
     domain = domain if domain is not None else random.Random(os.getpid() ^ time.time_ns()).randint(100, 230)
@@ -102,7 +102,9 @@ def run_sim2sim(bundle_dir: str | Path, *, iface: str = "lo", domain: int | None
         try:
             itf = DdsInterface(bundle.contract.robot, domain=domain, iface=iface)
             try:
-                result = Runtime(bundle, itf, RunConfig(safety=safety, keyboard=False)).run()
+                result = Runtime(
+                    bundle, itf, RunConfig(safety=safety, keyboard=False, start_pose=start_pose)
+                ).run()
             finally:
                 itf.close()
         finally:
