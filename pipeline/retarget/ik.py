@@ -249,6 +249,25 @@ class FrameSolver:
         self.last_step = float(np.abs(dq).max())
         return pin.integrate(kin.model, q, dq)
 
+    def _penetrates(self, q: np.ndarray) -> bool:
+        """Whether any collision capsule at ``q`` is below the floor or inside a capsule of another body."""
+        fr = self.frame.update(q)
+        ends = fr.points(
+            self.end_slot, np.concatenate([self.kin.capsules.a_local, self.kin.capsules.b_local])
+        )
+        if (ends[:, 2] - self.end_radius < 0.0).any():
+            return True
+        a, b = ends[: self.n_caps], ends[self.n_caps :]
+        p = self.pairs
+        gap = 0.5 * np.linalg.norm((a + b)[p[:, 0]] - (a + b)[p[:, 1]], axis=1) - self.pair_reach
+        cand = np.flatnonzero(gap < 0.0)
+        if not len(cand):
+            return False
+        i, j = p[cand, 0], p[cand, 1]
+        s, t = segment_closest_points(a[i], b[i], a[j], b[j])
+        diff = a[i] + s[:, None] * (b[i] - a[i]) - a[j] - t[:, None] * (b[j] - a[j])
+        return bool((np.linalg.norm(diff, axis=1) < self.pair_rad[cand]).any())
+
     def solve(
         self,
         q_prev: np.ndarray,
@@ -290,6 +309,12 @@ class FrameSolver:
             q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first, shrink)
             if it > 0 and self.last_step < self.cfg.tolerance:
                 break  # converged: the remaining iterations would not move
+        # Verify: a capsule through the floor or another body (the linearisation missed it) gets up to two
+        # more correction steps.
+        for _ in range(2):
+            if not self._penetrates(q):
+                break
+            q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first, 0.5)
         q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
         if first:  # the first frame anchors its held points where it was solved
             for f in range(2):
