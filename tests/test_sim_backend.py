@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+import pytest
 
 from pipeline.robot.spec import load_robot
 from pipeline.sim.backend import CpuBatch, build_model
@@ -18,7 +19,9 @@ def _states(model: mujoco.MjModel, e: int, rng: np.random.Generator) -> tuple[np
     return qpos, qvel
 
 
-def test_batched_step_equals_mj_step_loop_with_per_env_params():
+@pytest.mark.parametrize("held", [False, True])
+def test_batched_step_equals_mj_step_loop_with_per_env_params(held):
+    """held: the targets change only after the first substep (latency), so substeps are merged natively."""
     robot = load_robot("g1")
     model = build_model(robot, timestep=0.005)
     e, dec = 4, 4
@@ -31,6 +34,8 @@ def test_batched_step_equals_mj_step_loop_with_per_env_params():
     be.qvel[:] = qvel
     be.forward()
     ctrl = robot.default_pos + rng.uniform(-0.3, 0.3, (e, dec, model.nu))
+    if held:
+        ctrl[:, 2:] = ctrl[:, 1:2]
     for _ in range(3):
         be.step(ctrl)
     for i in range(e):

@@ -131,12 +131,19 @@ class CpuBatch(Backend):
 
     def step(self, ctrl: np.ndarray) -> None:
         nsub = ctrl.shape[1]
-        for k in range(nsub):
+        # consecutive substeps whose controls are equal in every env run as one native call
+        k = 0
+        while k < nsub:
+            n = 1
+            while k + n < nsub and np.array_equal(ctrl[:, k + n], ctrl[:, k]):
+                n += 1
             self.ctrl[:] = ctrl[:, k]
-            # the last substep also computes positions/velocities at the new state (observations)
+            last = k + n == nsub
+            # the last call also computes positions/velocities at the new state (observations)
             self._batch.step(
-                stage=mujoco.mjtStage.mjSTAGE_VEL if k == nsub - 1 else mujoco.mjtStage.mjSTAGE_NONE
+                nstep=n, stage=mujoco.mjtStage.mjSTAGE_VEL if last else mujoco.mjtStage.mjSTAGE_NONE
             )
+            k += n
 
     def forward(self, ids: np.ndarray | None = None) -> None:
         self._batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
