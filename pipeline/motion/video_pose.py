@@ -223,8 +223,22 @@ class PersonTracker:
         self._crop.close()
 
     def _search(self, k: int, rgb: np.ndarray) -> tuple[float, float, float] | None:
-        """A box around a person: the one nearest where the person was last seen (within 2 s), else the
-        detector's most confident one."""
+        """A square around a person: first the pose model on overlapping tiles (a small person looks bigger
+        to it there), nearest tiles to where the person was last seen first; then the HOG people detector
+        (its box nearest the last sighting within 2 s, else its most confident one)."""
+        h, w = rgb.shape[:2]
+        side = 0.6 * min(h, w)
+        xs = np.linspace(side / 2, w - side / 2, max(2, int(np.ceil(w / (0.6 * side)))))
+        ys = np.linspace(side / 2, h - side / 2, max(2, int(np.ceil(h / (0.6 * side)))))
+        tiles = [(float(x), float(y)) for y in ys for x in xs]
+        if self._last_seen is not None:
+            last = np.array(self._last_seen[1:])
+            tiles.sort(key=lambda c: float(np.linalg.norm(np.array(c) - last)))
+        for cx, cy in tiles:
+            self._roi = (cx, cy, side)
+            if self._run_crop(rgb) is not None:
+                return self._roi
+        self._roi = None
         found, weights = self._hog.detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
         boxes = np.asarray(found, dtype=float).reshape(-1, 4)
         if len(boxes) == 0:
