@@ -1,7 +1,8 @@
 """train stage: data/robot/<clip>.npz (params train.clips) -> models/teacher/.
 
 usage: python stages/train.py ROBOT_MOTION_DIR OUT_DIR
-Reads params.yaml `robot` and `train`. Writes OUT_DIR/policy.pt, OUT_DIR/curves.csv, OUT_DIR/metrics.json and
+Reads params.yaml `robot` and `train`. Writes OUT_DIR/policy.pt, OUT_DIR/curves.csv, OUT_DIR/metrics.json,
+OUT_DIR/curves.png and
 OUT_DIR/checkpoints/ (kept between runs: an interrupted run resumes from its last checkpoint).
 """
 
@@ -17,7 +18,7 @@ def main(argv: list[str]) -> None:
     motion_dir, out_dir = (Path(a) for a in argv)
     from pipeline.io import write_json
     from pipeline.learn.evaluate import evaluate
-    from pipeline.learn.teacher import load_motions, load_policy, train
+    from pipeline.learn.teacher import load_motions, load_policy, plot_curves, train
     from pipeline.sim.config import from_dict
 
     cfg = dataclasses.replace(from_dict(params("train")), robot=params("robot"))
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> None:
         "resumed_from_iteration": result.resumed_from,
     }
     write_json(out_dir / "metrics.json", metrics)
+    plot_curves(out_dir / "curves.csv", out_dir / "curves.png")
     o = metrics["overall"]
     print(
         f"teacher: success_rate={o['success_rate']:.3f} mpkpe_mm={o['mpkpe_mm']:.1f} "

@@ -284,3 +284,30 @@ def load_motions(cfg: TrainConfig, data_dir: Path) -> tuple[list[RobotMotion], l
             m = dataclasses.replace(m, source={**m.source, "cyclic": True})
         motions.append(m)
     return motions, list(cfg.clips)
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    """Learning curves (return, episode length, MPKPE against env steps) as a PNG, rendered offline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with Path(csv_path).open() as f:
+        rows = list(csv.DictReader(f))
+    x = np.array([float(r["env_steps"]) for r in rows])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, label in zip(
+        axes,
+        ("return", "episode_s", "mpkpe_mm"),
+        ("episode return", "episode length (s)", "MPKPE (mm)"),
+        strict=True,
+    ):
+        ax.plot(x, [float(r[key]) for r in rows])
+        ax.set_xlabel("env steps")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
