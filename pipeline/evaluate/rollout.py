@@ -14,7 +14,7 @@ own evaluation (pipeline/learn/evaluate.py). Metrics per clip and overall (means
 - ``joint_err_rad``: mean absolute joint position error, rad;
 - ``torque_nm``: mean absolute actuator torque over joints and physics steps, N m;
 - ``action_rate``: action smoothness, mean over joints of (a_t - a_{t-1})^2 (raw action units; lower is
-  smoother);
+  smoother; a_{-1} is the task's start value, the action that servoes the first reference frame);
 - ``episodes``.
 """
 
@@ -81,16 +81,14 @@ def rollout(
     success = np.zeros(e, bool)
     sums = {k: np.zeros(e) for k in ("mpkpe", "jerr", "torque", "rate")}
     lived = np.zeros(e)
-    last = np.zeros((e, task.num_actions))
     first = clips == 0
     curve, alive_curve, qpos = [], [], [backend.qpos[0].copy()]
-    for t in range(int(steps.max())):
+    for _ in range(int(steps.max())):
         actions = np.asarray(policy.act(obs[policy.group]), dtype=np.float64)
+        rate = np.mean((actions - task.last_action) ** 2, axis=1)  # the task keeps the previous action
         torque0, sub0 = backend.torque_abs_sum.copy(), backend.substeps
-        obs, _, term, time_out, info = env.step(actions)
+        obs, _, term, time_out, info = env.step(actions.copy())  # the task may write into what it keeps
         torque = (backend.torque_abs_sum - torque0) / max(backend.substeps - sub0, 1)
-        rate = np.mean((actions - last) ** 2, axis=1) if t > 0 else np.zeros(e)
-        last = actions
         for k, v in (
             ("mpkpe", info["mpkpe_m"]),
             ("jerr", info["joint_err"]),
@@ -114,7 +112,7 @@ def rollout(
         "mpkpe_mm": 1000.0 * sums["mpkpe"] / n,
         "joint_err_rad": sums["jerr"] / n,
         "torque_nm": sums["torque"] / n,
-        "action_rate": sums["rate"] / np.maximum(lived - 1, 1),
+        "action_rate": sums["rate"] / n,
     }
 
     def summary(mask: np.ndarray) -> dict[str, Any]:
