@@ -3,7 +3,7 @@
 daqp (dual active set, called through its direct API) is the default. Measured here (2 shared cores): a
 35-variable, ~50-row IK QP takes ~35 us per daqp call including the Python call, against ~290 us for proxsuite's
 dense solver set up per problem; over a whole clip `benchmarks/retarget.py --compare proxsuite` gave 284
-frames per CPU-second with daqp against 119 with proxsuite (CMU 131_01). Active-set solvers also return exact
+frames per CPU-second with daqp against 119 with proxsuite (CMU 131_01, one run at load ~12 on 2 cores). Active-set solvers also return exact
 vertices, so active constraints (a planted foot, a joint at its limit) hold to machine precision, and daqp
 takes soft rows, which the IK uses for frames whose planted feet conflict with the rest.
 """
