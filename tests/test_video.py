@@ -242,6 +242,7 @@ def test_corrupt_bytes_mid_video_still_give_a_flagged_or_complete_motion(truth_v
 # ---------------------------------------------------------------- real footage
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="Debian opencv-doc samples not installed")
 def test_people_are_found_in_opencv_samples_and_frames_without_people_are_handled(tmp_path: Path) -> None:
     pytest.importorskip("mediapipe")
@@ -283,6 +284,7 @@ def test_people_are_found_in_opencv_samples_and_frames_without_people_are_handle
     shutil.rmtree(folder)
 
 
+@pytest.mark.slow
 def test_add_clip_registers_a_video_with_its_camera_and_the_stage_reads_it(
     truth_video, tmp_path: Path
 ) -> None:
