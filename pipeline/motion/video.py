@@ -2,11 +2,12 @@
 
 Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full model):
 
-1. Frames where no person was found (or that could not be decoded) are holes. Holes up to ``max_gap_s`` inside
-   a run are interpolated (linearly, confidence 0); longer holes split the clip into segments and the longest
-   segment is kept (``segment`` picks another). The result is flagged in ``source["video"]`` (``partial``,
-   ``segments``, ``kept``, ``interpolated_frames``). A clip with no person, or no segment of at least
-   ``min_segment_s``, is refused with :class:`InputError`.
+1. Frames where no person was found (or that could not be decoded), and frames where the hips jump by more
+   than twice the trunk's image length from their neighbours' median (another person, a false detection),
+   are holes. Holes up to ``max_gap_s`` inside a run are interpolated (linearly, confidence 0); longer holes
+   split the clip into segments and the longest segment is kept (``segment`` picks another). The result is
+   flagged in ``source["video"]`` (``partial``, ``segments``, ``kept``, ``interpolated_frames``). A clip with
+   no person, or no segment of at least ``min_segment_s``, is refused with :class:`InputError`.
 2. Temporal smoothing: a zero-phase Gaussian low-pass (cut-off ``cutoff_hz``) of the metric landmarks.
 3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
    the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
@@ -17,13 +18,21 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
 5. Root path: per frame, the translation that best re-projects the (scaled) 3D landmarks onto their image
    positions through a pinhole camera (linear least squares, visibility-weighted); intrinsics from the clip's
    params or a field-of-view default. Depth is smoothed harder than the rest (``root_cutoff_hz``).
-6. Up: the floor plane through the foot points at rest (contacts) when the feet cover enough ground, else the
-   median trunk direction. World z = up, x = the camera's viewing direction on the floor.
-7. Joint rotations (relative to a T-pose facing +x) from segment frames built on the fitted skeleton.
+6. Up: the floor plane through the foot points at rest when the feet cover enough ground and it agrees with
+   the trunk within 25 degrees, else the median trunk direction. World z = up, x = the camera's viewing
+   direction on the floor.
+7. Foot contacts: a foot whose image points nearly stop (speed at the subject's depth, immune to depth noise)
+   and that is not clearly above the other foot. The contact feet set the floor height frame by frame (the
+   root's height then follows the standing leg rather than the noisy depth); the horizontal path is a
+   complementary filter of leg odometry (fast) and the camera path (slow); each contact foot is then locked
+   (on the floor, at its run's median position) by two-bone leg IK.
+8. Joint rotations (relative to a T-pose facing +x, the foot sloping down to the toe base) from segment
+   frames built on the fitted skeleton.
 
-Floor height, facing +x at frame 0 and foot contacts are then set by :func:`pipeline.motion.process.process`
-(via :func:`pipeline.motion.read_clip`), like every other reader. Per-frame confidence (mean landmark
-visibility, 0 on interpolated frames) is kept in ``source["frame_confidence"]``.
+The floor offset, facing +x at frame 0 and the final foot contacts are then set by
+:func:`pipeline.motion.process.process` (via :func:`pipeline.motion.read_clip`), like every other reader.
+Per-frame confidence (mean landmark visibility, 0 on interpolated frames) is kept in
+``source["frame_confidence"]``, at the video's frame rate (``source["video"]["fps"]``).
 """
 
 from __future__ import annotations
