@@ -135,6 +135,12 @@ class Runtime:
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
+    def initial_action(self) -> np.ndarray:
+        """``last_action`` at the first policy step: the action that holds the reference's first frame (what
+        training puts there when an episode starts)."""
+        c = self.c
+        return (self.bundle.motion.joint_pos[0] - c.default_joint_pos) / c.action_scale
+
     def policy_step(
         self, state: RobotState, k: int, last_action: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +207,7 @@ class Runtime:
                     if t_ctrl - t_phase >= cfg.safety.soft_start_s + cfg.safety.settle_s - 1e-9:
                         phase = Phase.POLICY
                         self.observer.start(state)
+                        last_action = self.initial_action()
                 if phase == Phase.POLICY and state is not None and k >= steps:
                     phase, end_at = Phase.END, t_ctrl + cfg.safety.damping_s
                 cmd: MotorCommand | None = None
