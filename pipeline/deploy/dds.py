@@ -206,13 +206,14 @@ class Participant:
 
         return DataWriter(self.participant, Topic(self.participant, topic, kind))
 
-    def reader(self, topic: str, kind: Any, on_data: Any = None) -> Any:
-        from cyclonedds.core import Listener
+    def reader(self, topic: str, kind: Any, *, depth: int = 1) -> Any:
+        """A reader that keeps the newest ``depth`` samples (1: a take returns the latest state only)."""
+        from cyclonedds.qos import Policy, Qos
         from cyclonedds.sub import DataReader
         from cyclonedds.topic import Topic
 
-        listener = None if on_data is None else Listener(on_data_available=on_data)
-        return DataReader(self.participant, Topic(self.participant, topic, kind), listener=listener)
+        qos = Qos(Policy.History.KeepLast(depth))
+        return DataReader(self.participant, Topic(self.participant, topic, kind), qos=qos)
 
 
 def lowstate_type() -> Any:
