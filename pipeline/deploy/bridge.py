@@ -2,10 +2,12 @@
 
 Subscribes ``rt/lowcmd`` (commands with a wrong CRC are ignored, as the hardware does), applies the motor PD
 of the newest valid command at every physics step (500 Hz), and publishes ``rt/lowstate`` (motor states, IMU
-quaternion/gyro/accelerometer, tick = physics step count) at every physics step, paced to the wall clock.
+quaternion/gyro/accelerometer, tick = physics step count) at every physics step, paced to the wall clock (on
+a loaded machine it falls behind and runs slower than real time; ``realtime_factor`` in the trace says so).
 
-Fault injection for tests (``fault`` from ``fault_at`` seconds of simulated time after the first command on): ``drop`` stops publishing
-states, ``stall`` pauses them for ``stall_s`` then resumes, ``bad-crc`` publishes states with a wrong CRC.
+Fault injection for tests (``fault`` from ``fault_at`` seconds of simulated time after the first command on):
+``drop`` stops publishing states, ``stall`` pauses them for ``stall_s`` then resumes, ``bad-crc`` publishes
+states with a wrong CRC.
 ``record`` writes the trajectory (tick, qpos at every step) when the bridge stops (SIGINT/SIGTERM or duration).
 """
 
@@ -58,6 +60,7 @@ class Bridge:
         self.bad_crc = 0
         self.published = 0
         self.last_kp_max = float("nan")
+        self.wall_start = time.monotonic()
         self.ticks: list[int] = []
         self.qpos: list[np.ndarray] = []
 
@@ -83,7 +86,7 @@ class Bridge:
 
     def run(self) -> None:
         dt = self.sim.dt
-        t0 = time.monotonic()
+        t0 = self.wall_start = time.monotonic()
         step = 0
         while not self.stop.is_set():
             if self.cfg.duration_s is not None and self.sim.time >= self.cfg.duration_s:
@@ -113,7 +116,8 @@ class Bridge:
             "dt": np.float64(self.sim.dt),
             "robot": np.array(self.cfg.robot),
             "stats": {"commands": self.commands, "bad_crc": self.bad_crc, "published": self.published,
-                      "last_kp_max": self.last_kp_max},
+                      "last_kp_max": self.last_kp_max, "sim_s": self.sim.time,
+                      "realtime_factor": self.sim.time / max(time.monotonic() - self.wall_start, 1e-9)},
         })  # fmt: skip
 
 
