@@ -39,6 +39,9 @@ from pipeline.retarget.qp import INF
 METHOD = "interaction mesh (Laplacian deformation) + SDF non-penetration + contact constraints, SQP (daqp)"
 
 FEET = ("left_ankle", "right_ankle")
+# Kinematic settings that differ here: the demo data's rate, and a stronger pull toward the previous frame
+# (contacts switching on and off otherwise make the joints jerk: 0.05 halves the jerk on the box clips).
+KINEMATIC_DEFAULTS: dict[str, Any] = {"fps": 30.0, "previous_weight": 0.05}
 CAPSULE_SAMPLES = 5  # points along each collision capsule tested against the objects
 # Robot capsules that make contact for a canonical body part (by name prefix).
 PART_CAPSULES = {
@@ -51,7 +54,8 @@ PART_CAPSULES = {
 
 @dataclass(frozen=True)
 class InteractionConfig:
-    """Interaction-retargeting parameters (params.yaml ``retarget_interaction:``) on top of ``kinematic``.
+    """Interaction-retargeting parameters (params.yaml ``retarget_interaction:``) on top of ``kinematic``
+    (a RetargetConfig whose defaults are overridden by :data:`KINEMATIC_DEFAULTS`).
 
     laplacian_weight: weight of the Laplacian-coordinate deformation cost [1/m^2].
     object_samples: surface points sampled per object (convex hull, area-weighted, fixed seed).
@@ -62,7 +66,7 @@ class InteractionConfig:
     scale_moving_objects: scale moving objects with the robot (terrain always scales).
     """
 
-    kinematic: RetargetConfig = field(default_factory=lambda: RetargetConfig(fps=30.0))
+    kinematic: RetargetConfig = field(default_factory=lambda: RetargetConfig(**KINEMATIC_DEFAULTS))
     laplacian_weight: float = 20.0
     object_samples: int = 100
     neighbourhood: float = 0.4
@@ -80,7 +84,7 @@ class InteractionConfig:
         unknown = sorted(set(d) - own - kin_keys)
         if unknown:
             raise InputError("retarget params", f"unknown keys {unknown} (known: {sorted(own | kin_keys)})")
-        kin = {"fps": 30.0, **{k: v for k, v in d.items() if k in kin_keys}}
+        kin = {**KINEMATIC_DEFAULTS, **{k: v for k, v in d.items() if k in kin_keys}}
         out: dict[str, Any] = {}
         for k in own & set(d):
             default = getattr(cls, k)
