@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 900, "height": 600}
+VIEWPORT = {"width": 1100, "height": 600}
 PANEL_WIDTH = 360  # the GUI panel on the right, excluded from scene comparisons
 TOP = 170  # the notification in the top left (software WebGL), excluded too
 FRAMES = 60
@@ -108,14 +108,17 @@ class Page:
             Path(name).write_bytes(png)
         return iio.imread(io.BytesIO(png))[TOP:, : VIEWPORT["width"] - PANEL_WIDTH, :3].astype(np.int16)
 
-    def settle(self) -> np.ndarray:
-        """Screenshot until two in a row agree (messages applied, meshes uploaded, frame rendered)."""
+    def settle(self, quiet: int = 2) -> np.ndarray:
+        """Screenshot until ``quiet`` comparisons in a row find nothing changed (messages sent and applied,
+        meshes uploaded, frame rendered); on a loaded machine one quiet pair can fall inside a stall."""
         previous = self.shot()
+        calm = 0
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.75)
             current = self.shot()
-            if changed(previous, current) == 0:
+            calm = calm + 1 if changed(previous, current) == 0 else 0
+            if calm >= quiet:
                 return current
             previous = current
         raise AssertionError("the scene never stopped changing")
@@ -128,12 +131,23 @@ def changed(a: np.ndarray, b: np.ndarray) -> int:
 
 @pytest.fixture(scope="module")
 def swing_page(browser, data_dir) -> Iterator[Page]:
-    other = load_clip(resolve("swing", data_dir))
-    viewer = MotionViewer([resolve("swing", data_dir)], compare=other, port=_free_port())
+    """`mimic view --compare swing` with no clip: the clip list, then "swing" picked in the dropdown."""
+    entries = list_clips(data_dir)
+    assert [e.label for e in entries] == ["still [robot, pass]", "swing [robot, fail]"]
+    viewer = MotionViewer(entries, compare=load_clip(resolve("swing", data_dir)), port=_free_port())
     page = Page(browser, viewer)
-    yield page
-    page.page.close()
-    viewer.stop()
+    try:
+        assert viewer.track is None
+        page.page.locator('input[role=combobox][value="(pick a clip)"]').click()
+        page.page.get_by_role("option", name="swing [robot, fail]").click()
+        _wait("the picked clip to load", lambda: viewer.track is not None)
+        assert viewer.track is not None and viewer.track.clip.entry.name == "swing"
+        viewer.server.flush()
+        page.settle(quiet=3)
+        yield page
+    finally:
+        page.page.close()
+        viewer.stop()
 
 
 def test_robot_human_and_compare_robot_are_drawn(swing_page, tmp_path):
@@ -141,16 +155,18 @@ def test_robot_human_and_compare_robot_are_drawn(swing_page, tmp_path):
     full = swing_page.settle()
     swing_page.shot(str(tmp_path / "scene.png"))
     assert v.robots["g1"].handles and v.compare_drawing is not None
-    v.robots["g1"].set_visible(False)
-    no_robot = swing_page.settle()
-    v.compare_drawing.set_visible(False)
-    no_robots = swing_page.settle()
-    v.human_mode.value = "hidden"
-    v.show_overlays.value = False
-    empty = swing_page.settle()
     try:
+        v.robots["g1"].set_visible(False)
+        no_robot = swing_page.settle()
+        v.compare_drawing.set_visible(False)
+        no_robots = swing_page.settle()
+        v.human_mode.value = "hidden"
+        v.show_overlays.value = False
+        empty = swing_page.settle()
         robot_px, compare_px = changed(full, no_robot), changed(no_robot, no_robots)
         human_px = changed(no_robots, empty)
+        for name, img in {"empty": empty, "full": full, "no_robot": no_robot, "no_robots": no_robots}.items():
+            iio.imwrite(tmp_path / f"{name}.png", img.astype(np.uint8))
         assert robot_px > 2000, f"robot covers only {robot_px} px"
         assert compare_px > 2000, f"compare robot covers only {compare_px} px"
         assert human_px > 300, f"human skeleton covers only {human_px} px"
@@ -165,15 +181,16 @@ def test_robot_human_and_compare_robot_are_drawn(swing_page, tmp_path):
         }
         assert min(cols["compare"], cols["human"]) < cols["robot"] < max(cols["compare"], cols["human"]), cols
         # The robot is drawn in its own (grey) colours: most of its pixels are unsaturated.
-        mask = np.abs(full - no_robot).max(axis=-1) > 40
-        px = full[mask]
+        px = full[np.abs(full - no_robot).max(axis=-1) > 40]
         assert np.mean(px.max(axis=1) - px.min(axis=1) < 40) > 0.6
     finally:
         v.robots["g1"].set_visible(True)
         v.compare_drawing.set_visible(True)
         v.human_mode.value = "beside"
         v.show_overlays.value = True
-    assert changed(swing_page.settle(), full) < 50
+    restored = swing_page.settle()
+    swing_page.shot(str(tmp_path / "restored.png"))
+    assert changed(restored, full) < 50
 
 
 def test_timeline_moves_through_the_gui(swing_page, tmp_path):
@@ -200,25 +217,6 @@ def test_timeline_moves_through_the_gui(swing_page, tmp_path):
 
     v.show(0)
     page.get_by_role("button", name="Play").click()
-    _wait("playback to advance", lambda: v.frame > 5, timeout=30)
+    _wait("playback to advance", lambda: v.frame > 5, timeout=60)
     page.get_by_role("button", name="Pause").click()
-    _wait("playback to pause", lambda: not v.playing, timeout=30)
-
-
-def test_no_argument_lists_clips_and_a_pick_loads_one(browser, data_dir):
-    entries = list_clips(data_dir)
-    viewer = MotionViewer(entries, port=_free_port())
-    page = Page(browser, viewer)
-    try:
-        assert viewer.track is None
-        empty = page.settle()
-        page.page.locator('input[role=combobox][value="(pick a clip)"]').click()
-        labels = [e.label for e in entries]
-        assert labels == ["still [robot, pass]", "swing [robot, fail]"]
-        page.page.get_by_role("option", name=labels[1]).click()
-        _wait("the picked clip to load", lambda: viewer.track is not None)
-        assert viewer.track is not None and viewer.track.clip.entry.name == "swing"
-        assert changed(empty, page.settle()) > 2000
-    finally:
-        page.page.close()
-        viewer.stop()
+    _wait("playback to pause", lambda: not v.playing, timeout=60)

@@ -198,6 +198,7 @@ class MotionViewer:
         else:
             centre = track.skeleton_pos_w[0].mean(axis=0) if track.skeleton_pos_w.shape[1] else np.zeros(3)
         centre[2] = 0.7
+        centre[1] += 0.4  # the GUI panel covers the right of the picture: shift the figures left of it
         self.server.initial_camera.look_at = centre
         self.server.initial_camera.position = centre + np.array([3.2, 1.6, 0.9])
 
@@ -218,7 +219,7 @@ class MotionViewer:
         if track.flags is not None:
             lines.append(f"- bad frames: {int(track.flags.bad.sum())}")
         if self.compare is not None:
-            lines.append(f"- compare (blue, right): {self.compare.clip.entry.name}")
+            lines.append(f"- compare (blue robot): {self.compare.clip.entry.name}")
         return "\n".join(lines)
 
     def _add_scene(self, entry: ClipEntry) -> None:
