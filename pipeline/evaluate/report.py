@@ -129,6 +129,7 @@ def bar_check(metrics: dict[str, Any]) -> dict[str, Any]:
         "randomized_student_over_teacher_success": s / t if t > 0 else float("nan"),
         "passes_0.9": bool(s >= 0.9 * t),
         "meaningful": bool(t > 0),  # a teacher that never succeeds makes the ratio vacuous
+        "randomized_mpkpe_mm": {p: metrics[p]["randomized"]["mpkpe_mm"] for p in ("teacher", "student")},
     }
 
 
