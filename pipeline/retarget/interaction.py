@@ -260,6 +260,27 @@ class InteractionSolver(FrameSolver):
         return None, flag
 
 
+ROOT_SCALE_SLACK = 0.1
+
+
+def _robust_root_scale(human: HumanMotion, tg: dict[str, Any], sigma: float) -> float:
+    """The root scale for a clip with a scene; moves ``tg["pos_w"]`` in place if it changes.
+
+    The kinematic scaling takes the root scale from the root height in floor contacts. A climber crouches in
+    most of those frames, which inflates it (1.08 on mocap_climb_seq_0 against a leg ratio of 0.80); the
+    terrain then scales wrongly. When the two differ by more than ROOT_SCALE_SLACK, the leg ratio is used:
+    the targets are rel + scale * root, so they move by (new - old) * root (smoothed like the targets).
+    """
+    from pipeline.retarget.scaling import gaussian_smooth
+
+    old, leg = float(tg["root_scale"]), float(tg["leg_ratio"])
+    if abs(old / leg - 1.0) <= ROOT_SCALE_SLACK:
+        return old
+    root = gaussian_smooth(human.pos_w[:, human.index("pelvis")], sigma)
+    tg["pos_w"] = tg["pos_w"] + (leg - old) * root[:, None, :]
+    return leg
+
+
 def retarget_interaction(
     human: HumanMotion,
     scene: Scene,
@@ -285,7 +306,8 @@ def retarget_interaction(
     scene = resample_scene(scene, kcfg.fps, human.num_frames)
     contacts = _contacts(human)
     tg = targets(human, kin, kcfg, contacts)
-    rscene = robot_scene(scene, tg["root_scale"], scale_moving=cfg.scale_moving_objects)
+    root_scale = _robust_root_scale(human, tg, kcfg.smoothing_sigma)
+    rscene = robot_scene(scene, root_scale, scale_moving=cfg.scale_moving_objects)
     feet = [kin.keypoint_names.index(n) for n in ("left_ankle", "right_ankle", "left_toe", "right_toe")]
     fp = tg["pos_w"][:, feet]
     sole_z = np.minimum(fp[:, :2, 2] - kin.ankle_height, fp[:, 2:, 2])
@@ -315,7 +337,7 @@ def retarget_interaction(
         "method": METHOD,
         "params": cfg.to_dict(),
         "segment_ratios": tg["ratios"],
-        "root_scale": round(tg["root_scale"], 4),
+        "root_scale": round(root_scale, 4),
         "qp_failures": solver.stats["qp_failures"],
         **solver.istats,
     }
