@@ -212,7 +212,7 @@ class PersonTracker:
         import cv2
 
         self._full = PoseEstimator()
-        self._crop = PoseEstimator(static=True)  # the crop window moves: detect in every crop
+        self._crop: PoseEstimator | None = None  # made on first use (the crop window moves: static mode)
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())  # type: ignore[attr-defined]
         self._roi: tuple[float, float, float] | None = None  # centre x, centre y, side (pixels)
@@ -222,7 +222,8 @@ class PersonTracker:
 
     def close(self) -> None:
         self._full.close()
-        self._crop.close()
+        if self._crop is not None:
+            self._crop.close()
 
     def _search(self, k: int, rgb: np.ndarray) -> tuple[float, float, float] | None:
         """A square around a person: first the pose model on overlapping tiles (a small person looks bigger
@@ -261,6 +262,8 @@ class PersonTracker:
         scale = CROP_PX / side
         warp = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
         crop = cv2.warpAffine(rgb, warp, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR)
+        if self._crop is None:
+            self._crop = PoseEstimator(static=True)
         out = self._crop(crop)
         if out is None:
             return None
