@@ -51,6 +51,8 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/retarget.py --clip ../shared/data/cmu/131_01.bvh
+	$(PY) benchmarks/video_extract.py
+	$(PY) benchmarks/video_accuracy.py
 
 clean:
 	rm -rf $(VENV)
