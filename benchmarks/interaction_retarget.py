@@ -52,6 +52,7 @@ LOWER_IS_BETTER = (
     "self_collisions",
     "object_penetration_max_mm",
     "contact_err_mean_mm",
+    "jerk_mean",
     "ms_per_frame",
 )
 

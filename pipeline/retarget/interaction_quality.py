@@ -104,13 +104,13 @@ def scene_metrics(motion: RobotMotion, scene: Scene) -> dict[str, float | int]:
     spec = load_robot(motion.robot)
     centre = 0.5 * (np.asarray(spec.foot_points["heel"]) + np.asarray(spec.foot_points["toe"]))
     speeds = []
-    for c, part in enumerate(scene.contact_bodies):
-        if part not in ("left_ankle", "right_ankle") or not scene.objects[scene.contact_objects[c]].static:
+    for col, part in enumerate(scene.contact_bodies):
+        if part not in ("left_ankle", "right_ankle") or not scene.objects[scene.contact_objects[col]].static:
             continue
-        f = ("left_ankle", "right_ankle").index(part)
-        b = motion.body_index(spec.feet[f])
+        foot = ("left_ankle", "right_ankle").index(part)
+        b = motion.body_index(spec.feet[foot])
         sole = motion.body_pos_w[:t, b] + np.einsum("tij,j->ti", _mat(motion.body_quat_w[:t, b]), centre)
-        both = labels[1:t, c] & labels[: t - 1, c]
+        both = labels[1:t, col] & labels[: t - 1, col]
         v = np.linalg.norm(np.diff(sole[:, :2], axis=0), axis=1) * motion.fps
         speeds.extend(v[both].tolist())
     return {

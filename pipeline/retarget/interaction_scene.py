@@ -32,6 +32,9 @@ def robot_scene(scene: Scene, scale: float, *, scale_moving: bool = False) -> Sc
     return scene.replace(objects=tuple(objs), source={**scene.source, "robot_scale": round(float(scale), 6)})
 
 
+MAX_TERRAIN_SHIFT = 0.1  # m: a larger fitted shift means labels and geometry disagree; clamp it
+
+
 def fit_terrain_heights(
     scene: Scene,
     sole_z: np.ndarray,
@@ -67,7 +70,7 @@ def fit_terrain_heights(
             top = closest[:, 2]
             gaps.append(sole_z[frames, f] - top)
         if gaps:
-            dz = float(np.median(np.concatenate(gaps)))
+            dz = float(np.clip(np.median(np.concatenate(gaps)), -MAX_TERRAIN_SHIFT, MAX_TERRAIN_SHIFT))
             shifts[o.name] = round(dz, 4)
             objs[oi] = replace(o, pos_w=o.pos_w + np.array([0.0, 0.0, dz]))
     return scene.replace(objects=tuple(objs), source={**scene.source, "terrain_shift_m": shifts}), shifts
