@@ -190,22 +190,33 @@ def test_robot_human_and_compare_robot_are_drawn(swing_page, tmp_path):
         v.show_overlays.value = True
     restored = swing_page.settle()
     swing_page.shot(str(tmp_path / "restored.png"))
-    assert changed(restored, full) < 50
+    # Back as it was, up to anti-aliasing speckle along edges and grid lines.
+    assert changed(restored, full) < robot_px / 4
 
 
 def test_timeline_moves_through_the_gui(swing_page, tmp_path):
     v, page = swing_page.viewer, swing_page.page
     v.show(0)
     start = swing_page.settle()
-    slider = page.get_by_role("slider").first
-    slider.focus()
-    for _ in range(FRAMES // 4):  # a quarter of the swing: the arm is furthest from where it started
-        page.keyboard.press("ArrowRight")
-    _wait("the frame slider to reach the server", lambda: v.frame == FRAMES // 4)
-    moved = swing_page.settle()
-    swing_page.shot(str(tmp_path / f"frame{FRAMES // 4}.png"))
+    # Type the frame into the slider's number box (arrow keys would also orbit the camera).
+    row = page.get_by_role("slider").first.locator("xpath=ancestor::*[.//input[not(@type='hidden')]][1]")
+    box = row.locator("input:not([type=hidden])").first
+
+    def go(frame: int) -> np.ndarray:
+        box.fill(str(frame))
+        box.press("Enter")
+        _wait(f"frame {frame} to reach the server", lambda: v.frame == frame)
+        return swing_page.settle()
+
+    quarter = FRAMES // 4  # a quarter of the swing: the arm is furthest from where it started
+    moved = go(quarter)
+    swing_page.shot(str(tmp_path / f"frame{quarter}.png"))
+    assert page.get_by_text(f"frame {quarter} / {FRAMES - 1}").count() == 1
+    back = go(0)
     assert changed(start, moved) > 300, "moving the timeline did not change the picture"
-    assert page.get_by_text(f"frame {FRAMES // 4} / {FRAMES - 1}").count() == 1
+    assert changed(start, back) < changed(start, moved) / 5, (
+        "going back to frame 0 did not restore the picture"
+    )
 
     page.get_by_role("button", name="Next bad frame").click()
     _wait("the jump to the first bad frame", lambda: v.frame == BAD[0])

@@ -119,6 +119,7 @@ class MotionViewer:
         self.show_overlays.on_update(lambda _: self.show(self.frame))
         self.plot_group.on_update(lambda _: self._update_plot())
         self.clip_dropdown.on_update(lambda _: self._on_pick())
+        self._place_camera(None)
         if len(self.entries) == 1:
             self.clip_dropdown.visible = False
             self.select(0)
@@ -190,15 +191,21 @@ class MotionViewer:
             self.frame_slider.value = 0  # type: ignore[misc]
             self.show(0)
 
-    def _place_camera(self, track: Track) -> None:
-        """Look at the first frame from the front-left, wide enough for the robot, the human and a compare."""
-        if track.robot is not None:
+    def _place_camera(self, track: Track | None) -> None:
+        """Look at the first frame from the front-left, wide enough for the robot, the human and a compare.
+
+        Moved only when the clip starts somewhere else (> 0.5 m away): a moved camera glides in the browser.
+        """
+        centre = np.zeros(3)
+        if track is not None and track.robot is not None:
             centre = track.robot.root_pos_w[0].copy()
-            centre[1] += 0.5 if self.compare is None else 0.0
-        else:
-            centre = track.skeleton_pos_w[0].mean(axis=0) if track.skeleton_pos_w.shape[1] else np.zeros(3)
+        elif track is not None and track.skeleton_pos_w.shape[1]:
+            centre = track.skeleton_pos_w[0].mean(axis=0)
+        centre[1] += 0.5 if self.compare is None else 0.0
         centre[2] = 0.7
         centre[1] += 0.4  # the GUI panel covers the right of the picture: shift the figures left of it
+        if track is not None and np.linalg.norm(self.server.initial_camera.look_at - centre) < 0.5:
+            return
         self.server.initial_camera.look_at = centre
         self.server.initial_camera.position = centre + np.array([3.2, 1.6, 0.9])
 
