@@ -260,6 +260,33 @@ class InteractionSolver(FrameSolver):
         return None, flag
 
 
+def floor_from_terrain(human: HumanMotion, scene: Scene) -> tuple[HumanMotion, Scene]:
+    """Put the floor where the terrain stands, and redo the foot contacts, for a clip with static terrain.
+
+    Floor alignment of a plain clip takes a low percentile of the sole heights as the floor; a climber who
+    spends most of the clip on a box gets the box top as the floor (mocap_climb_seq_3: 0.45 m too high).
+    Terrain rests on the real floor, so the lowest terrain vertex gives it; human and scene move together
+    and the floor contacts are detected again (pipeline.motion.process.detect_contacts).
+    """
+    from dataclasses import replace
+
+    from pipeline.motion.process import detect_contacts
+
+    static = [o for o in scene.objects if o.static]
+    if not static:
+        return human, scene
+    low = min(float(o.vertices_w(0)[:, 2].min()) for o in static)
+    if abs(low) < 1e-4:
+        return human, scene
+    dz = np.array([0.0, 0.0, -low])
+    human = human.replace(pos_w=human.pos_w + dz)
+    human = human.replace(
+        contacts=detect_contacts(human), source={**human.source, "floor_from_terrain_m": -low}
+    )
+    scene = scene.replace(objects=tuple(replace(o, pos_w=o.pos_w + dz) for o in scene.objects))
+    return human, scene
+
+
 ROOT_SCALE_SLACK = 0.1
 
 
@@ -304,6 +331,7 @@ def retarget_interaction(
     kin = robot_kinematics(robot)
     human = resample(human, kcfg.fps)
     scene = resample_scene(scene, kcfg.fps, human.num_frames)
+    human, scene = floor_from_terrain(human, scene)
     contacts = _contacts(human)
     tg = targets(human, kin, kcfg, contacts)
     root_scale = _robust_root_scale(human, tg, kcfg.smoothing_sigma)
