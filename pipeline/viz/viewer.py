@@ -429,6 +429,10 @@ def view(
         viewer = MotionViewer(
             entries, compare=load_clip(other) if other else None, port=port, progress=progress
         )
+    viewer.console_progress = None  # later loads (picked in the browser) show progress in the GUI
+    if not args:
+        for e in entries:
+            print(f"  {e.label}")
     print(f"mimic view: serving {len(entries)} clip(s) at {viewer.url} (Ctrl-C stops)", flush=True)
     if block:
         try:
