@@ -67,6 +67,8 @@ def _check_file(path: Path) -> None:
 
 def iter_video(path: Path) -> tuple[float, int, int, int, Iterator[tuple[int, np.ndarray]]]:
     """Open a video: (fps, expected frame count, width, height, iterator of (frame index, RGB uint8))."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # bad input gets one clear message, not decoder noise
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     _check_file(path)
