@@ -15,6 +15,8 @@ own evaluation (pipeline/learn/evaluate.py). Metrics per clip and overall (means
 - ``torque_nm``: mean absolute actuator torque over joints and physics steps, N m;
 - ``action_rate``: action smoothness, mean over joints of (a_t - a_{t-1})^2 (raw action units; lower is
   smoother; a_{-1} is the task's start value, the action that servoes the first reference frame);
+- ``survival_s``: how long episodes lived, s (MPKPE grows as a policy loses the reference, so compare MPKPE
+  between policies that survive alike);
 - ``episodes``.
 """
 
@@ -34,7 +36,7 @@ from pipeline.robot.spec import load_robot
 from pipeline.sim.config import TrainConfig
 from pipeline.sim.task import TrackingEnv
 
-METRICS = ("success_rate", "mpkpe_mm", "joint_err_rad", "torque_nm", "action_rate")
+METRICS = ("success_rate", "mpkpe_mm", "joint_err_rad", "torque_nm", "action_rate", "survival_s")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def rollout(
         "joint_err_rad": sums["jerr"] / n,
         "torque_nm": sums["torque"] / n,
         "action_rate": sums["rate"] / n,
+        "survival_s": lived * task.dt,
     }
 
     def summary(mask: np.ndarray) -> dict[str, Any]:
