@@ -290,18 +290,19 @@ def floor_from_terrain(human: HumanMotion, scene: Scene) -> tuple[HumanMotion, S
 ROOT_SCALE_SLACK = 0.1
 
 
-def _robust_root_scale(human: HumanMotion, tg: dict[str, Any], sigma: float) -> float:
+def _robust_root_scale(human: HumanMotion, tg: dict[str, Any], sigma: float, slack: float) -> float:
     """The root scale for a clip with a scene; moves ``tg["pos_w"]`` in place if it changes.
 
     The kinematic scaling takes the root scale from the root height in floor contacts. A climber crouches in
     most of those frames, which inflates it (1.08 on mocap_climb_seq_0 against a leg ratio of 0.80); the
-    terrain then scales wrongly. When the two differ by more than ROOT_SCALE_SLACK, the leg ratio is used:
+    terrain then scales wrongly. When the two differ by more than ``slack`` (ROOT_SCALE_SLACK; 0 when the
+    scene has terrain, which must scale with the legs that climb it), the leg ratio is used:
     the targets are rel + scale * root, so they move by (new - old) * root (smoothed like the targets).
     """
     from pipeline.retarget.scaling import gaussian_smooth
 
     old, leg = float(tg["root_scale"]), float(tg["leg_ratio"])
-    if abs(old / leg - 1.0) <= ROOT_SCALE_SLACK:
+    if abs(old / leg - 1.0) <= slack:
         return old
     root = gaussian_smooth(human.pos_w[:, human.index("pelvis")], sigma)
     tg["pos_w"] = tg["pos_w"] + (leg - old) * root[:, None, :]
@@ -334,7 +335,8 @@ def retarget_interaction(
     human, scene = floor_from_terrain(human, scene)
     contacts = _contacts(human)
     tg = targets(human, kin, kcfg, contacts)
-    root_scale = _robust_root_scale(human, tg, kcfg.smoothing_sigma)
+    terrain = any(o.static for o in scene.objects)
+    root_scale = _robust_root_scale(human, tg, kcfg.smoothing_sigma, 0.0 if terrain else ROOT_SCALE_SLACK)
     rscene = robot_scene(scene, root_scale, scale_moving=cfg.scale_moving_objects)
     feet = [kin.keypoint_names.index(n) for n in ("left_ankle", "right_ankle", "left_toe", "right_toe")]
     fp = tg["pos_w"][:, feet]
