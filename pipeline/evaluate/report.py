@@ -134,19 +134,22 @@ def bar_check(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def ablation(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Per policy: success and mpkpe drop from ``randomized`` for each single held-out change and all together."""
+    """Per policy: the success, survival and MPKPE change from ``randomized`` for each single held-out change and
+    all together; the largest source ranks by success drop, then survival drop, then MPKPE increase."""
     out: dict[str, Any] = {}
     for p, by in metrics.items():
         base = by["randomized"]
         drops = {
             c.removeprefix("sim2sim_") if c != "sim2sim" else "all": {
                 "success_drop": base["success_rate"] - by[c]["success_rate"],
+                "survival_drop_s": base.get("survival_s", 0.0) - by[c].get("survival_s", 0.0),
                 "mpkpe_increase_mm": by[c]["mpkpe_mm"] - base["mpkpe_mm"],
             }
             for c in ("sim2sim", *ABLATIONS)
         }
         singles = {k: v for k, v in drops.items() if k != "all"}
-        largest = max(singles, key=lambda k: (singles[k]["success_drop"], singles[k]["mpkpe_increase_mm"]))
+        order = ("success_drop", "survival_drop_s", "mpkpe_increase_mm")  # ties broken by the next one
+        largest = max(singles, key=lambda k: tuple(round(singles[k][m], 6) for m in order))
         out[p] = {"drops": drops, "largest_source": largest}
     return out
 
