@@ -11,6 +11,7 @@ import torch
 from pipeline.deploy.policy import ObsHistory
 from pipeline.errors import InputError
 from pipeline.learn.distill import config_from_dict, distill, make_env, policy_from_mlp_model
+from pipeline.learn.history_env import HistoryEnv
 from pipeline.learn.student import HistoryBuffer, load_student
 from tests.distill_fixtures import TINY_DISTILL, save_teacher, swaying_motion, tiny_train_config
 
@@ -147,7 +148,7 @@ def test_student_action_ignores_every_privileged_quantity(students: dict, proble
     dcfg = config_from_dict({**TINY_DISTILL, "method": method})
     no_noise = tiny_train_config(randomization={"obs_noise": {"enabled": False, "range": [0.0, 1.0]}})
     vec = make_env(dcfg, no_noise, [p["motion"]], ["sway"])
-    henv = vec.env
+    henv: HistoryEnv = vec.env  # type: ignore[assignment]
     task = henv.env
     rng = np.random.default_rng(0)
     for _ in range(3):
