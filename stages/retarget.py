@@ -1,18 +1,25 @@
 """retarget stage: data/human/<clip>.npz -> data/robot/<clip>.npz + data/robot/<clip>.quality.json.
 
 usage: python stages/retarget.py HUMAN_NPZ OUTPUT_NPZ
-Reads params.yaml `robot` and `retarget` only.
+Reads params.yaml `robot`, `retarget` and `retarget_interaction` only. The method is chosen per clip: a clip
+with a scene (objects, terrain) is retargeted interaction-aware and also writes OUTPUT.scene.npz / .scene.xml.
 """
 
 from __future__ import annotations
 
-from pipeline.retarget.run import retarget_file
+from pipeline.retarget.interaction_run import retarget_auto
 from pipeline.stage import params, run
 
 
 def main(argv: list[str]) -> None:
     human, output = argv
-    quality = retarget_file(human, output, robot=params("robot"), params=params("retarget"))
+    quality = retarget_auto(
+        human,
+        output,
+        robot=params("robot"),
+        params=params("retarget"),
+        interaction=params("retarget_interaction") or None,
+    )
     print(f"{output}: " + ", ".join(f"{k}={v}" for k, v in sorted(quality.items()) if not isinstance(v, dict)))
 
 
