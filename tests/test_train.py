@@ -99,3 +99,17 @@ def test_bad_clips_fail_before_training(tmp_path):
     with pytest.raises(InputError, match="robot 'h1'"):
         train(cfg, [bad], ["walk"], tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "policy.pt").exists()
+
+
+def test_clip_failing_its_quality_gate_is_kept_out_of_training(tmp_path, capsys):
+    cfg = from_dict({"clips": ["a", "b"], "loop": []})
+    motion = swing_motion()
+    for name, skate in (("a", 5.0), ("b", 80.0)):
+        motion.save(tmp_path / f"{name}.npz")
+        (tmp_path / f"{name}.quality.json").write_text(json.dumps({"foot_skate_mean_mm_s": skate}))
+    motions, names = load_motions(cfg, tmp_path)
+    assert names == ["a"] and len(motions) == 1
+    assert "'b' kept out of training" in capsys.readouterr().err
+    (tmp_path / "a.quality.json").write_text(json.dumps({"self_collisions": 3}))
+    with pytest.raises(InputError, match="quality gate"):
+        load_motions(cfg, tmp_path)

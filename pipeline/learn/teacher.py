@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ from tensordict import TensorDict
 from pipeline.errors import InputError
 from pipeline.io import atomic_path
 from pipeline.learn.vecenv import TrackingVecEnv
+from pipeline.retarget.quality import gate_failures
 from pipeline.robot.motion import RobotMotion
 from pipeline.robot.spec import load_robot
 from pipeline.sim.config import TrainConfig
@@ -274,16 +276,27 @@ def load_policy(path: Path, cfg: TrainConfig, motions: Sequence[RobotMotion], na
 def load_motions(cfg: TrainConfig, data_dir: Path) -> tuple[list[RobotMotion], list[str]]:
     """``data_dir/<clip>.npz`` for every clip of ``cfg.clips`` (checked for the robot); clips named in
     ``cfg.loop`` are looped even if their source does not say ``cyclic``."""
-    motions = []
+    motions, names = [], []
     for name in cfg.clips:
         path = Path(data_dir) / f"{name}.npz"
         if not path.is_file():
             raise InputError(path, f"clip '{name}' (train.clips) has no robot motion; run its retarget stage")
+        report = Path(data_dir) / f"{name}.quality.json"
+        failures = gate_failures(json.loads(report.read_text())) if report.is_file() else []
+        if failures:
+            print(f"train: clip '{name}' kept out of training, it fails the quality gate: {'; '.join(failures)}",
+                  file=sys.stderr)  # fmt: skip
+            continue
         m = RobotMotion.load(path, robot=cfg.robot)
         if name in cfg.loop and not m.source.get("cyclic"):
             m = dataclasses.replace(m, source={**m.source, "cyclic": True})
         motions.append(m)
-    return motions, list(cfg.clips)
+        names.append(name)
+    if not motions:
+        raise InputError(
+            data_dir, "every clip of train.clips fails its retarget quality gate; nothing to train on"
+        )
+    return motions, names
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:

@@ -114,3 +114,22 @@ def quality(motion: RobotMotion) -> dict[str, float | int]:
         "frames": t,
         "fps": float(motion.fps),
     }
+
+
+# The quality gate (issue bars): a clip that fails it is flagged and, by default, kept out of training.
+GATE = {
+    "joint_limit_violations": 0,
+    "self_collisions": 0,
+    "floor_penetration_max_mm": 5.0,
+    "foot_skate_mean_mm_s": 20.0,
+    "keypoint_err_mean_mm": 50.0,
+}
+
+
+def gate_failures(report: dict) -> list[str]:
+    """The gate bars a quality report misses, as readable strings (empty: the clip passes)."""
+    return [
+        f"{key} {report[key]} > {bar}"
+        for key, bar in GATE.items()
+        if key in report and float(report[key]) > bar
+    ]
