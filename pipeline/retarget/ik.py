@@ -88,6 +88,7 @@ class FrameSolver:
         )
         self.n_jac = k + 6  # points whose full Jacobians are always needed
         self.ends_start = k + 6
+        self.jac_mask = kin.mask[self.slots[: self.n_jac]][:, None, :]
         self.n_caps = g
         self.end_radius = np.concatenate([caps.radius, caps.radius])
         self.end_slot = np.concatenate([caps.slot, caps.slot])
@@ -95,6 +96,12 @@ class FrameSolver:
         self.pairs = caps.pairs
         self.pair_reach = (half + caps.radius)[self.pairs[:, 0]] + (half + caps.radius)[self.pairs[:, 1]]
         self.pair_rad = caps.radius[self.pairs[:, 0]] + caps.radius[self.pairs[:, 1]]
+        self.pair_i = np.ascontiguousarray(self.pairs[:, 0])
+        self.pair_j = np.ascontiguousarray(self.pairs[:, 1])
+        # Broad phase on squared distances between capsule mid points (a + b = 2 mid): a pair is a candidate
+        # when |mid_i - mid_j| < reach + threshold, i.e. |(a+b)_i - (a+b)_j|^2 < (2 (reach + threshold))^2.
+        self.pair_act_sq = (2.0 * (self.pair_reach + cfg.activation_distance)) ** 2
+        self.pair_touch_sq = (2.0 * self.pair_reach) ** 2
         self.lb = np.full(nv, -INF)
         self.ub = np.full(nv, INF)
         # Anchored xy of each foot's sole points (foot, heel/centre/toe, xy); NaN where not held.
@@ -121,7 +128,7 @@ class FrameSolver:
         nv = kin.nv
         k = self.n_kp
         pts = fr.points(self.slots, self.locals)
-        jac = fr.point_jacobians(self.slots[: self.n_jac], pts[: self.n_jac])
+        jac = fr.point_jacobians(self.slots[: self.n_jac], pts[: self.n_jac], self.jac_mask)
         wp = self.sqrt_wp
         rows = [(wp[:, :, None] * jac[:k]).reshape(-1, nv)]
         res = [(wp * (pts[:k] - target_pos)).reshape(-1)]
@@ -200,12 +207,10 @@ class FrameSolver:
         # the pairs closer than the activation distance.
         a = ends[: self.n_caps]
         b = ends[self.n_caps :]
-        p = self.pairs
-        mid = a + b
-        gap = 0.5 * np.linalg.norm(mid[p[:, 0]] - mid[p[:, 1]], axis=1) - self.pair_reach
-        cand = np.flatnonzero(gap < act)
+        d = (a + b)[self.pair_i] - (a + b)[self.pair_j]
+        cand = np.flatnonzero(np.einsum("pk,pk->p", d, d) < self.pair_act_sq)
         if len(cand):
-            i, j = p[cand, 0], p[cand, 1]
+            i, j = self.pair_i[cand], self.pair_j[cand]
             s, t = segment_closest_points(a[i], b[i], a[j], b[j])
             c1 = a[i] + s[:, None] * (b[i] - a[i])
             c2 = a[j] + t[:, None] * (b[j] - a[j])
@@ -216,9 +221,13 @@ class FrameSolver:
             if len(close):
                 n = diff[close] / np.maximum(norm[close], 1e-9)[:, None]
                 cs = self.kin.capsules.slot
-                j1 = fr.point_jacobians(cs[i[close]], c1[close])
-                j2 = fr.point_jacobians(cs[j[close]], c2[close])
-                crow.append(np.einsum("pi,piv->pv", n, j1 - j2))
+                m = len(close)
+                both = fr.point_normal_jacobians(
+                    np.concatenate([cs[i[close]], cs[j[close]]]),
+                    np.concatenate([c1[close], c2[close]]),
+                    np.concatenate([n, -n]),
+                )
+                crow.append(both[:m] + both[m:])
                 clo.append(_keep_out(dist[close], cfg.collision_margin))
                 chi.append(np.full(len(close), INF))
         if crow:
@@ -258,12 +267,11 @@ class FrameSolver:
         if (ends[:, 2] - self.end_radius < 0.0).any():
             return True
         a, b = ends[: self.n_caps], ends[self.n_caps :]
-        p = self.pairs
-        gap = 0.5 * np.linalg.norm((a + b)[p[:, 0]] - (a + b)[p[:, 1]], axis=1) - self.pair_reach
-        cand = np.flatnonzero(gap < 0.0)
+        d = (a + b)[self.pair_i] - (a + b)[self.pair_j]
+        cand = np.flatnonzero(np.einsum("pk,pk->p", d, d) < self.pair_touch_sq)
         if not len(cand):
             return False
-        i, j = p[cand, 0], p[cand, 1]
+        i, j = self.pair_i[cand], self.pair_j[cand]
         s, t = segment_closest_points(a[i], b[i], a[j], b[j])
         diff = a[i] + s[:, None] * (b[i] - a[i]) - a[j] - t[:, None] * (b[j] - a[j])
         return bool((np.linalg.norm(diff, axis=1) < self.pair_rad[cand]).any())

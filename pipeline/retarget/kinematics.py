@@ -226,10 +226,15 @@ class Frame:
         self.pos = np.zeros((len(self._ids), 3))  # (U, 3) joint origins, world
         self.rot = np.zeros((len(self._ids), 3, 3))  # (U, 3, 3) joint rotations, world
         self.J = np.zeros((6, kin.nv))  # world-frame Jacobian columns [v; w] at the world origin
+        self._q: np.ndarray | None = None  # configuration of the last update
 
     def update(self, q: np.ndarray) -> Frame:
+        """Recompute at ``q`` (nq,); a no-op when ``q`` equals the configuration of the last update."""
         import pinocchio as pin
 
+        if self._q is not None and np.array_equal(q, self._q):
+            return self
+        self._q = np.array(q)
         pin.computeJointJacobians(self.kin.model, self.data, q)
         omi = self.data.oMi
         h = np.array([omi[j].homogeneous for j in self._ids])
@@ -242,22 +247,39 @@ class Frame:
         """(P, 3) world positions of points given by joint slot (P,) and joint-frame offset (P, 3)."""
         return np.einsum("pij,pj->pi", self.rot[slot], local) + self.pos[slot]
 
-    def point_jacobians(self, slot: np.ndarray, x_w: np.ndarray) -> np.ndarray:
-        """(P, 3, nv) Jacobians of world points ``x_w`` (P, 3) rigidly attached to joint slots ``slot``."""
+    def point_jacobians(
+        self, slot: np.ndarray, x_w: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(P, 3, nv) Jacobians of world points ``x_w`` (P, 3) rigidly attached to joint slots ``slot``.
+
+        J_x = J_v + J_w x x = J_v - [x]_x J_w, one batched matmul. ``mask``: optional precomputed
+        ``kin.mask[slot][:, None, :]`` (P, 1, nv) for callers that reuse the same slots every iteration.
+        """
         J = self.J
-        wx, wy, wz = J[3], J[4], J[5]
-        px, py, pz = x_w[:, 0:1], x_w[:, 1:2], x_w[:, 2:3]
-        out = np.empty((x_w.shape[0], 3, J.shape[1]))
-        out[:, 0] = J[0] + wy * pz - wz * py
-        out[:, 1] = J[1] + wz * px - wx * pz
-        out[:, 2] = J[2] + wx * py - wy * px
-        out *= self.kin.mask[slot][:, None, :]
+        n = x_w.shape[0]
+        skew = np.zeros((n, 9))  # [x]_x^T = -[x]_x, so this is J_w's cross with x: (w x x) = [x]_x^T w
+        skew[:, 1] = x_w[:, 2]
+        skew[:, 2] = -x_w[:, 1]
+        skew[:, 3] = -x_w[:, 2]
+        skew[:, 5] = x_w[:, 0]
+        skew[:, 6] = x_w[:, 1]
+        skew[:, 7] = -x_w[:, 0]
+        out = J[:3] + skew.reshape(n, 3, 3) @ J[3:]
+        out *= self.kin.mask[slot][:, None, :] if mask is None else mask
         return out
 
     def point_z_jacobians(self, slot: np.ndarray, x_w: np.ndarray) -> np.ndarray:
         """(P, nv) the z rows of :meth:`point_jacobians` only (cheaper)."""
         J = self.J
         return (J[2] + J[3] * x_w[:, 1:2] - J[4] * x_w[:, 0:1]) * self.kin.mask[slot]
+
+    def point_normal_jacobians(self, slot: np.ndarray, x_w: np.ndarray, n_w: np.ndarray) -> np.ndarray:
+        """(P, nv) ``n_p^T J_p``: the rows of :meth:`point_jacobians` projected on directions ``n_w`` (P, 3).
+
+        Uses n^T (J_v + J_w x x) = n^T J_v + (x cross n)^T J_w, without forming the (P, 3, nv) Jacobians.
+        """
+        J = self.J
+        return (n_w @ J[:3] + np.cross(x_w, n_w) @ J[3:]) * self.kin.mask[slot]
 
     def rotation_jacobians(self, slot: np.ndarray) -> np.ndarray:
         """(O, 3, nv) world angular-velocity Jacobians of joint slots ``slot``."""
