@@ -232,7 +232,7 @@ class Frame:
         """Recompute at ``q`` (nq,); a no-op when ``q`` equals the configuration of the last update."""
         import pinocchio as pin
 
-        if self._q is not None and np.array_equal(q, self._q):
+        if self._q is not None and bool((q == self._q).all()):
             return self
         self._q = np.array(q)
         pin.computeJointJacobians(self.kin.model, self.data, q)
@@ -279,7 +279,12 @@ class Frame:
         Uses n^T (J_v + J_w x x) = n^T J_v + (x cross n)^T J_w, without forming the (P, 3, nv) Jacobians.
         """
         J = self.J
-        return (n_w @ J[:3] + np.cross(x_w, n_w) @ J[3:]) * self.kin.mask[slot]
+        x, n = x_w, n_w
+        xn = np.empty_like(x)  # x cross n (np.cross is slow for small arrays)
+        xn[:, 0] = x[:, 1] * n[:, 2] - x[:, 2] * n[:, 1]
+        xn[:, 1] = x[:, 2] * n[:, 0] - x[:, 0] * n[:, 2]
+        xn[:, 2] = x[:, 0] * n[:, 1] - x[:, 1] * n[:, 0]
+        return (n @ J[:3] + xn @ J[3:]) * self.kin.mask[slot]
 
     def rotation_jacobians(self, slot: np.ndarray) -> np.ndarray:
         """(O, 3, nv) world angular-velocity Jacobians of joint slots ``slot``."""
