@@ -34,14 +34,14 @@ def orientation_error(
     kin = frame.kin
     slot = kin.kp_slot[idx]
     rot = frame.rot[slot] @ kin.kp_rot_local[idx]
-    jw = frame.rotation_jacobians(slot)
+    rt_jw = rot.transpose(0, 2, 1) @ frame.rotation_jacobians(slot)  # (O, 3, nv) body-frame J_w
+    e = target_rot_w.transpose(0, 2, 1) @ rot
     err = np.empty((len(idx), 3))
-    jac = np.empty((len(idx), 3, kin.nv))
+    jlog = np.empty((len(idx), 3, 3))
     for o in range(len(idx)):
-        e = target_rot_w[o].T @ rot[o]
-        err[o] = pin.log3(e)
-        jac[o] = pin.Jlog3(e) @ rot[o].T @ jw[o]
-    return err, jac
+        err[o] = pin.log3(e[o])
+        jlog[o] = pin.Jlog3(e[o])
+    return err, jlog @ rt_jw
 
 
 def floor_clearance(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
