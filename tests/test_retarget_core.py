@@ -128,6 +128,7 @@ def test_deepmimic_walk_meets_the_bar():
     motion, q = retarget(read_clip(deepmimic("walk")), "g1", RetargetConfig())
     assert_bars(q)
     assert motion.keypoint_pos_w.shape == (motion.num_frames, 17, 3)
+    assert motion.source["cyclic"] is True  # DeepMimic's Loop flag reaches the training reference
 
 
 @pytest.mark.slow

@@ -99,6 +99,7 @@ def retarget(
         "clip_sha256": human.source.get("sha256", ""),
         "human_file": human.source.get("file", ""),
         "method": METHOD,
+        "cyclic": bool(human.source.get("cyclic", False)),  # the training reference loops cyclic clips
         "params": cfg.to_dict(),
         "segment_ratios": tg["ratios"],
         "leg_ratio": round(tg["leg_ratio"], 4),
