@@ -20,7 +20,9 @@ def main(argv: list[str]) -> None:
         params=params("retarget"),
         interaction=params("retarget_interaction") or None,
     )
-    print(f"{output}: " + ", ".join(f"{k}={v}" for k, v in sorted(quality.items()) if not isinstance(v, dict)))
+    print(
+        f"{output}: " + ", ".join(f"{k}={v}" for k, v in sorted(quality.items()) if not isinstance(v, dict))
+    )
 
 
 if __name__ == "__main__":
