@@ -95,3 +95,11 @@ def json_field(data: Mapping[str, np.ndarray], key: str) -> Any:
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path, ".json") as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def require_finite(where: str | Path, name: str, arr: np.ndarray) -> None:
+    """InputError naming ``where``, the field and the first frame (axis 0) holding NaN or infinity."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frame = int(np.argwhere(bad)[0][0])
+        raise InputError(where, f"{name} has NaN or infinite values (first at frame {frame})")

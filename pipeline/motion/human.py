@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.io import json_field, load_npz, save_npz
+from pipeline.io import json_field, load_npz, require_finite, save_npz
 
 FORMAT = "mimic.HumanMotion"
 VERSION = 1
@@ -101,10 +101,7 @@ class HumanMotion:
                 where, f"contacts must be {(t, len(self.contact_names))}, got {self.contacts.shape}"
             )
         for name, arr in (("pos_w", self.pos_w), ("quat_w", self.quat_w)):
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                frame = int(np.argwhere(bad)[0][0])
-                raise InputError(where, f"{name} has NaN or infinite values (first at frame {frame})")
+            require_finite(where, name, arr)
         if not (self.fps > 0 and np.isfinite(self.fps)):
             raise InputError(where, f"fps must be positive, got {self.fps}")
         if not (0.3 < self.subject_height < 3.0):

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.geometry import angular_velocity, finite_difference
-from pipeline.io import json_field, load_npz, save_npz
+from pipeline.io import json_field, load_npz, require_finite, save_npz
 from pipeline.robot.model import mujoco_model
 from pipeline.robot.spec import load_robot
 
@@ -124,9 +124,7 @@ class RobotMotion:
             arr = getattr(self, name)
             if arr.shape[0] != t:
                 raise InputError(where, f"{name} has {arr.shape[0]} frames, dof_pos has {t}")
-            if not np.isfinite(arr).all():
-                frame = int(np.argwhere(~np.isfinite(arr))[0][0])
-                raise InputError(where, f"{name} has NaN or infinite values (first at frame {frame})")
+            require_finite(where, name, arr)
         return self
 
     def save(self, path: str | Path) -> None:
