@@ -291,21 +291,30 @@ def finetune_ppo(
             frozen = budget.it < warmup
             for p in alg.actor.parameters():
                 p.requires_grad_(not frozen)
-            with torch.inference_mode():
-                for _ in range(dcfg.num_steps_per_env):
-                    actions = alg.act(obs)
-                    obs, rew, dones, extras = vec.step(actions)
-                    alg.process_env_step(obs, rew, dones, extras)
-                alg.compute_returns(obs)
-            losses = alg.update()
+            obs, value_loss = ppo_iteration(alg, vec, obs, dcfg.num_steps_per_env)
             row = {"iteration": budget.it + 1, "wall_s": round(budget.elapsed, 2), "critic_only": int(frozen),
-                   "value_loss": losses.get("value", losses.get("value_function", float("nan"))),
+                   "value_loss": value_loss,
                    **_episode_row(vec)}  # fmt: skip
             rows.append(row)
             budget.tick(f"value {row['value_loss']:.3f}  mpkpe {row['mpkpe_mm']:.0f} mm")
     for p in alg.actor.parameters():
         p.requires_grad_(True)
     return alg.actor, rows
+
+
+def ppo_iteration(alg: Any, vec: TrackingVecEnv, obs: Any, steps: int) -> tuple[Any, float]:
+    """One rsl-rl PPO iteration: ``steps`` env steps collected without gradients, then an update.
+
+    Returns the next observation and the update's value loss.
+    """
+    with torch.inference_mode():
+        for _ in range(steps):
+            actions = alg.act(obs)
+            obs, rew, dones, extras = vec.step(actions)
+            alg.process_env_step(obs, rew, dones, extras)
+        alg.compute_returns(obs)
+    losses = alg.update()
+    return obs, float(losses.get("value", losses.get("value_function", float("nan"))))
 
 
 def distill(

@@ -19,7 +19,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from pipeline.learn.distill import Budget, DistillConfig, _episode_row
+from pipeline.learn.distill import Budget, DistillConfig, _episode_row, ppo_iteration
 from pipeline.learn.student import AdaptationActor, StudentPolicy, mlp
 from pipeline.learn.student_model import FeedForwardMLPModel, feed_forward_kwargs
 from pipeline.learn.teacher import runner_config
@@ -97,15 +97,9 @@ def _ppo_teacher(
     rows: list[dict[str, Any]] = []
     with Budget("rma teacher", max(r.teacher_iterations, 1), 1e9, progress) as budget:
         for _ in range(r.teacher_iterations):
-            with torch.inference_mode():
-                for _ in range(dcfg.num_steps_per_env):
-                    actions = alg.act(obs)
-                    obs, rew, dones, extras = vec.step(actions)
-                    alg.process_env_step(obs, rew, dones, extras)
-                alg.compute_returns(obs)
-            losses = alg.update()
+            obs, value_loss = ppo_iteration(alg, vec, obs, dcfg.num_steps_per_env)
             row = {"iteration": budget.it + 1, "phase": "rma_teacher", "wall_s": round(budget.elapsed, 2),
-                   "value_loss": losses.get("value", losses.get("value_function", float("nan"))),
+                   "value_loss": value_loss,
                    **_episode_row(vec)}  # fmt: skip
             rows.append(row)
             budget.tick(f"mpkpe {row['mpkpe_mm']:.0f} mm")
