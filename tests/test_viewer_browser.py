@@ -220,11 +220,14 @@ def test_timeline_moves_through_the_gui(swing_page, tmp_path):
     moved = go(quarter)
     swing_page.shot(str(tmp_path / f"frame{quarter}.png"))
     assert page.get_by_text(f"frame {quarter} / {FRAMES - 1}").count() == 1
-    back = go(0)
-    assert changed(start, moved) > 300, "moving the timeline did not change the picture"
-    assert changed(start, back) < changed(start, moved) / 5, (
-        "going back to frame 0 did not restore the picture"
-    )
+    assert changed_areas(start, moved) > 100, "moving the timeline did not change the picture"
+    go(0)
+    # On a loaded machine a settled picture can still be one message behind: look again for a while.
+    deadline = time.monotonic() + 60
+    while (restored := changed_areas(start, swing_page.shot())) >= changed_areas(start, moved) / 5:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"going back to frame 0 did not restore the picture ({restored} px differ)")
+        time.sleep(0.75)
 
     page.get_by_role("button", name="Next bad frame").click()
     _wait("the jump to the first bad frame", lambda: v.frame == BAD[0])
