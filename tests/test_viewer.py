@@ -187,3 +187,31 @@ def test_a_scene_beside_the_clip_is_drawn_and_follows_the_timeline(tmp_path):
         assert viewer.frame_slider.max == 9 and int(viewer.frame_slider.value) == 3
     finally:
         viewer.stop()
+
+
+def test_the_camera_follows_a_travelling_root_unless_told_not_to(tmp_path):
+    import socket
+
+    from pipeline.viz.viewer import MotionViewer
+
+    motion = swinging_arm(frames=10)
+    qpos = motion.qpos.copy()
+    qpos[:, 0] = np.linspace(0.0, 2.0, 10)  # walks 2 m along +x
+    from pipeline.robot.motion import RobotMotion
+
+    write_clip(tmp_path, "stroll", RobotMotion.from_qpos("g1", qpos, motion.fps))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    viewer = MotionViewer([resolve("stroll", tmp_path)], port=port)
+    try:
+        camera = viewer.server.initial_camera
+        look0, pos0 = np.array(camera.look_at), np.array(camera.position)
+        viewer.show(9)
+        np.testing.assert_allclose(np.array(camera.look_at) - look0, [2.0, 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(np.array(camera.position) - pos0, [2.0, 0.0, 0.0], atol=1e-6)
+        viewer.follow.value = False
+        viewer.show(0)
+        np.testing.assert_allclose(np.array(camera.look_at) - look0, [2.0, 0.0, 0.0], atol=1e-6)
+    finally:
+        viewer.stop()

@@ -64,6 +64,7 @@ class MotionViewer:
         self.lock = threading.RLock()
         self.playing = False
         self.frame = 0
+        self._followed_xy: np.ndarray | None = None  # root xy the cameras were last carried to
 
         with gui.add_folder("Clip"):
             labels = [e.label for e in self.entries]
@@ -82,6 +83,7 @@ class MotionViewer:
                 "human", ("beside", "overlay", "hidden"), initial_value="beside"
             )
             self.show_overlays = gui.add_checkbox("overlays", initial_value=True)
+            self.follow = gui.add_checkbox("camera follows the robot", initial_value=True)
         with gui.add_folder("Joint angles") as self.plot_folder:
             self.plot_group = gui.add_dropdown("joints", ("left leg",), initial_value="left leg")
             self.plot: Any = None
@@ -180,6 +182,7 @@ class MotionViewer:
                     tint=COMPARE_TINT,
                 )
             self._place_camera(track)
+            self._followed_xy = None
             self.summary.content = self._summary(track)
             self.loading.visible = False
             self._add_scene(entry)
@@ -303,8 +306,26 @@ class MotionViewer:
                 self._draw_human(track, frame)
                 self._draw_scene(frame / track.fps)
                 self._draw_overlays(track, frame, overlays)
+                self._follow(track, frame)
             if int(self.frame_slider.value) != frame:
                 self.frame_slider.value = frame  # type: ignore[misc]
+
+    def _follow(self, track: Track, frame: int) -> None:
+        """Carry every camera (and the one new browsers start with) along the root's horizontal travel since the
+        last drawn frame, so a walking robot stays in view; the viewing angle and distance are the user's."""
+        if track.robot is None:
+            return
+        xy = track.robot.root_pos_w[frame, :2]
+        last, self._followed_xy = self._followed_xy, xy.copy()
+        if last is None or not self.follow.value:
+            return
+        delta = np.array([*(xy - last), 0.0])
+        if not delta.any():
+            return
+        cameras = [self.server.initial_camera, *(c.camera for c in self.server.get_clients().values())]
+        for camera in cameras:
+            camera.look_at = np.asarray(camera.look_at) + delta
+            camera.position = np.asarray(camera.position) + delta
 
     def _draw_scene(self, t: float) -> None:
         if self.scene is None:
