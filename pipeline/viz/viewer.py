@@ -322,7 +322,10 @@ class MotionViewer:
         delta = np.array([*(xy - last), 0.0])
         if not delta.any():
             return
-        cameras = [self.server.initial_camera, *(c.camera for c in self.server.get_clients().values())]
+        cameras: list[Any] = [
+            self.server.initial_camera,
+            *(c.camera for c in self.server.get_clients().values()),
+        ]
         for camera in cameras:
             camera.look_at = np.asarray(camera.look_at) + delta
             camera.position = np.asarray(camera.position) + delta
