@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pipeline.errors import InputError
 from pipeline.motion import read_clip
+from pipeline.motion.process import ContactConfig
 from pipeline.stage import params, run
 
 # video: a video clip's camera and gap options (pipeline.motion.video.VideoOptions: fx, fy, cx, cy...)
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> None:
             "params.yaml", f"clips.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})"
         )
     settings = params("extract")
+    contacts = ContactConfig.from_params(settings.get("contacts"))
     motion = read_clip(
         clip["path"],
         fmt=clip.get("format"),
@@ -31,6 +33,7 @@ def main(argv: list[str]) -> None:
         subject_height=clip.get("subject_height"),
         body_model=clip.get("body_model"),
         video=clip.get("video"),
+        contacts=contacts,
     )
     motion.save(output)
     print(f"{name}: {motion.num_frames} frames at {motion.fps:g} fps, subject {motion.subject_height:.2f} m")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,27 @@ def test_subject_height_override_scales_uniformly() -> None:
     big = read_clip(WALK, subject_height=m.subject_height * 1.1)
     assert big.subject_height == pytest.approx(m.subject_height * 1.1)
     np.testing.assert_allclose(big.pos_w[:, 0, 2], m.pos_w[:, 0, 2] * 1.1, atol=2e-3)
+
+
+def test_contact_thresholds_come_from_params_and_bad_ones_are_refused() -> None:
+    from pipeline.errors import InputError
+
+    assert ContactConfig.from_params(None) == ContactConfig()
+    high = ContactConfig.from_params({"height_on": 0.5, "height_off": 0.6})
+    assert high.height_on == 0.5 and high.speed_on == ContactConfig().speed_on
+    m = _motion(50, 50.0)
+    pos = m.pos_w.copy()
+    for side in ("left", "right"):  # feet held still 20 cm up: in contact only with the raised thresholds
+        for part in ("ankle", "toe"):
+            pos[:, m.index(f"{side}_{part}"), 2] = 0.2
+    still = m.replace(pos_w=pos)
+    assert not detect_contacts(still, ContactConfig()).any()
+    assert detect_contacts(still, high).all()
+    for bad, message in (
+        ({"height": 0.1}, "unknown keys"),
+        ({"height_on": 0.1, "height_off": 0.05}, "below its *_on"),
+        ({"speed_on": -1.0}, "positive"),
+        ({"speed_on": "fast"}, "extract.contacts"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            ContactConfig.from_params(bad)

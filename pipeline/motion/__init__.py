@@ -13,12 +13,15 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.motion.human import CANONICAL_JOINTS, HumanMotion
+
+if TYPE_CHECKING:
+    from pipeline.motion.process import ContactConfig
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def read_clip(
     body_model: str | Path | None = None,
     subject_height: float | None = None,
     video: Mapping[str, Any] | None = None,
+    contacts: ContactConfig | None = None,
 ) -> HumanMotion:
     """Read any supported clip into a processed, canonical :class:`HumanMotion`.
 
@@ -139,6 +143,7 @@ def read_clip(
             Video input uses it to size the skeleton, hence the distance to the camera.
         video: video options (camera intrinsics fx/fy/cx/cy or hfov_deg, fps of an image folder, gap
             handling): :class:`pipeline.motion.video.VideoOptions`.
+        contacts: foot-contact thresholds (default :class:`pipeline.motion.process.ContactConfig`).
     """
     from pipeline.motion.process import process, resample
 
@@ -158,7 +163,7 @@ def read_clip(
         if fps is not None:
             motion = resample(motion, fps)
         return motion
-    return process(motion, fps=fps, subject_height=subject_height)
+    return process(motion, fps=fps, subject_height=subject_height, contacts=contacts)
 
 
 __all__ = [

@@ -11,7 +11,9 @@ anthropometric ratios below are used (Drillis & Contini: ankle joint height 0.03
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -264,6 +266,28 @@ class ContactConfig:
     height_off: float = 0.06
     speed_on: float = 0.25
     speed_off: float = 0.4
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any] | None, source: str = "params.yaml") -> ContactConfig:
+        """From ``extract.contacts`` (metres, m/s); unknown keys, non-positive values and an "off" threshold
+        below its "on" threshold are errors naming ``source``."""
+        from dataclasses import fields
+
+        from pipeline.errors import InputError
+
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        if set(values) - known:
+            raise InputError(source, f"extract.contacts: unknown keys {sorted(set(values) - known)}")
+        try:
+            cfg = cls(**{k: float(v) for k, v in values.items()})
+        except (TypeError, ValueError) as e:
+            raise InputError(source, f"extract.contacts: {e}") from None
+        if min(cfg.height_on, cfg.speed_on) <= 0.0:
+            raise InputError(source, "extract.contacts: thresholds must be positive")
+        if cfg.height_off < cfg.height_on or cfg.speed_off < cfg.speed_on:
+            raise InputError(source, "extract.contacts: an *_off threshold is below its *_on threshold")
+        return cfg
 
 
 def detect_contacts(motion: HumanMotion, config: ContactConfig | None = None) -> np.ndarray:
