@@ -1,11 +1,13 @@
 """Throughput of the full tracking task against raw physics of the same model, timestep, decimation, threads.
 
-usage: python benchmarks/sim_throughput.py [--envs 64] [--steps 150] [--rounds 3] [--ppo-iters 3]
+usage: python benchmarks/sim_throughput.py [--envs N] [--steps 150] [--rounds 3] [--ppo-iters 3]
+(--envs defaults to params.yaml train.num_envs)
 
 Prints one JSON line: env_steps_per_s (policy steps of the task: physics + observations + rewards +
 terminations + resets, random actions), raw_physics_env_steps_per_s (mujoco.batch.Batch stepping the same
 model with the same actions' targets, no task code), their ratio (rounds interleaved, medians), the share of
-wall time spent in PPO updates over a few rsl-rl-lib iterations, and peak memory. The clip is
+wall time spent in PPO updates over a few rsl-rl-lib iterations, peak memory and the machine's load average
+(the machine may be shared: compare the ratio, measured interleaved, rather than absolute rates). The clip is
 data/robot/walk.npz when present, else a synthetic arm-swing motion.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -48,13 +51,15 @@ def _motion() -> tuple[RobotMotion, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--envs", type=int, default=64)
+    ap.add_argument("--envs", type=int, default=0)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ppo-iters", type=int, default=3)
     args = ap.parse_args()
     raw_cfg = params("train", path=ROOT / "params.yaml")
-    cfg = dataclasses.replace(from_dict(raw_cfg), num_envs=args.envs)
+    cfg = from_dict(raw_cfg)
+    args.envs = args.envs or cfg.num_envs
+    cfg = dataclasses.replace(cfg, num_envs=args.envs)
     motion, clip = _motion()
     env = TrackingEnv(cfg, [motion], [clip])
     env.reset()
@@ -110,6 +115,7 @@ def main() -> None:
                 "ppo_update_share": round(result.update_share, 3),
                 "ppo_iterations": result.iterations,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
             }
         )
     )

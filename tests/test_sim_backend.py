@@ -75,3 +75,35 @@ def test_contact_forces_reported_on_feet():
     total = be.cfrc_ext[:, feet, 5].sum(1)
     weight = model.body_subtreemass[1] * 9.81
     assert np.all(total > 0.5 * weight), (total, weight)
+
+
+def test_native_actuator_delay_equals_held_targets():
+    """Action latency as MuJoCo actuator delays (one native call per policy step) equals holding the previous
+    target for the first ``latency`` substeps explicitly, per env."""
+    robot = load_robot("g1")
+    e, dec = 3, 4
+    rng = np.random.default_rng(1)
+    plain = CpuBatch(build_model(robot, timestep=0.005), e, nthread=1)
+    native = CpuBatch(build_model(robot, timestep=0.005, ctrl_history=dec + 1), e, nthread=2)
+    assert native.native_delay and not plain.native_delay
+    qpos, qvel = _states(plain.model, e, rng)
+    latency = np.array([0, 1, 2])
+    prev = np.tile(robot.default_pos, (e, 1))
+    for be in (plain, native):
+        be.qpos[:], be.qvel[:] = qpos, qvel
+        be.forward()
+    native.set_ctrl_delay(np.arange(e), latency)
+    native.hold_ctrl(np.arange(e), prev)
+    sub = np.arange(dec)[None, :, None]
+    for _ in range(4):
+        ctrl = robot.default_pos + rng.uniform(-0.3, 0.3, (e, robot.num_joints))
+        plain.step(np.where(sub < latency[:, None, None], prev[:, None], ctrl[:, None]))
+        native.step(np.broadcast_to(ctrl[:, None], (e, dec, robot.num_joints)))
+        prev = ctrl
+        np.testing.assert_allclose(native.qpos, plain.qpos, atol=1e-12)
+        np.testing.assert_allclose(native.xpos, plain.xpos, atol=1e-12)
+    # the delay matters: without it the same controls give another motion
+    native.set_ctrl_delay(np.arange(e), np.zeros(e, dtype=np.int64))
+    plain.step(np.where(sub < latency[:, None, None], prev[:, None], ctrl[:, None] + 0.2))
+    native.step(np.broadcast_to(ctrl[:, None] + 0.2, (e, dec, robot.num_joints)))
+    assert not np.allclose(native.qpos[1:], plain.qpos[1:], atol=1e-6)

@@ -93,7 +93,7 @@ def test_env_actor_observation_is_what_the_robot_can_compute():
     expected = ob.actor_observation(
         ref_joint_pos=ref["joint_pos"],
         ref_joint_vel=ref["joint_vel"],
-        ref_anchor_quat_w=ref["body_quat_w"][:, env.anchor - 1],
+        ref_anchor_quat_w=ref["body_quat_w"][:, env.r_anchor],
         anchor_quat_w=chain.anchor_quat(imu_quat, q),
         base_quat_w=imu_quat,
         base_ang_vel_b=gyro,

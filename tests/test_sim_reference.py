@@ -77,3 +77,34 @@ def test_adaptive_sampler_favours_failing_bins():
     uniform = AdaptiveSampler(ref, 0.5, 0.1, 0.5, False, np.random.default_rng(0))
     uniform.failure[:] = sampler.failure
     np.testing.assert_allclose(uniform.probabilities(), 1 / 8)
+
+
+def test_cyclic_clip_seam_is_closed():
+    """A gait cycle whose last frame differs from its first (joints, root height, pitch) loops without a jump:
+    the difference is spread over the cycle, and the bodies follow by forward kinematics."""
+    m = swing_motion(51, walk_speed=0.5, cyclic=True, yaw_rate=0.2)
+    q = m.qpos.copy()
+    ramp = np.linspace(0.0, 1.0, m.num_frames)
+    q[:, 7 + 3] += 0.3 * ramp  # knee drifts 0.3 rad over the cycle
+    q[:, 2] += 0.02 * ramp
+    pitch = 0.1 * ramp
+    tilt = np.stack([np.cos(pitch / 2), 0 * pitch, np.sin(pitch / 2), 0 * pitch], -1)
+    from pipeline.geometry import quat_mul
+
+    q[:, 3:7] = quat_mul(q[:, 3:7], tilt)
+    from pipeline.robot.motion import RobotMotion
+
+    seam = dataclasses.replace(RobotMotion.from_qpos("g1", q, m.fps), source={"cyclic": True})
+    ref = _ref([seam])
+    period = ref.clip_len[0] - 1
+    np.testing.assert_allclose(ref.joint_pos[-1], ref.joint_pos[0], atol=1e-9)
+    out = ref.at(np.zeros(3, dtype=np.int64), np.array([period - 1, period, period + 1]))
+    body = out["body_pos_w"]
+    # the step across the seam is as long as the steps beside it (no jump back of the knee, shin or foot)
+    steps = np.linalg.norm(np.diff(body, axis=0), axis=-1).max(1)
+    assert steps[1] < 2 * steps[0] + 1e-3, steps
+    # the knee's joint velocity at the seam is the wrapped central difference, not a one-sided jump
+    assert abs(ref.joint_vel[0, 3]) < 1.0
+    # a non-cyclic clip is left as it is
+    plain = _ref([dataclasses.replace(seam, source={})])
+    np.testing.assert_allclose(plain.joint_pos[-1, 3] - plain.joint_pos[0, 3], 0.3, atol=1e-9)

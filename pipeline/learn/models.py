@@ -74,6 +74,12 @@ class ResidualMLPModel(MLPModel):
             raise ValueError("ff_offset/ff_scale need one value per action")
         self.register_buffer("ff_offset", torch.tensor(ff_offset, dtype=torch.float32))
         self.register_buffer("ff_scale", torch.tensor(ff_scale, dtype=torch.float32))
+        # a near-zero last layer: the untrained policy's mean is the reference itself, not the reference plus
+        # a random per-joint offset of a few tenths of the action scale
+        last = [m for m in self.mlp.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.mul_(0.01)
+            last.bias.zero_()
 
     def _feed_forward(self, obs: TensorDict) -> torch.Tensor:
         first = obs[self.obs_groups[0]]

@@ -29,10 +29,19 @@ IMU_SITE = "imu_in_pelvis"
 
 
 def build_model(
-    robot: RobotSpec, *, timestep: float, terrain: tuple[float, ...] = (), seed: int = 0
+    robot: RobotSpec,
+    *,
+    timestep: float,
+    terrain: tuple[float, ...] = (),
+    seed: int = 0,
+    ctrl_history: int = 0,
 ) -> mujoco.MjModel:
     """The simulation model: robot.yaml's PD actuators, ``timestep``, a pelvis accelerometer (which makes
     MuJoCo compute ``cfrc_ext``, the contact forces on every body) and a floor.
+
+    With ``ctrl_history`` > 0 every actuator keeps that many past controls (zero-order hold, no delay by
+    default), so a per-env ``actuator_delay`` applies an action latency inside MuJoCo's own step
+    (:meth:`CpuBatch.set_ctrl_delay`) and a policy step stays one native call.
 
     With ``terrain`` (amplitudes in m), the floor is one heightfield of random bumps per amplitude, named
     ``terrain<k>``; heightfield sizes are asset data that MuJoCo shares between simulations, so an env picks
@@ -40,6 +49,9 @@ def build_model(
     """
     spec = build_spec(robot, floor=not terrain)
     spec.option.timestep = timestep
+    if ctrl_history:
+        for a in spec.actuators:
+            a.nsample, a.interp, a.delay = ctrl_history, 0, 0.0
     s = spec.add_sensor()
     s.name = "imu_acc"
     s.type = mujoco.mjtSensor.mjSENS_ACCELEROMETER
@@ -83,6 +95,16 @@ class Backend(ABC):
     @abstractmethod
     def forward(self, ids: np.ndarray | None = None) -> None:
         """Recompute the derived fields of ``ids`` after their state was written (e.g. at reset)."""
+
+    native_delay: bool = False  # set_ctrl_delay / hold_ctrl are available
+
+    def set_ctrl_delay(self, ids: np.ndarray, substeps: np.ndarray) -> None:
+        """Envs ``ids`` apply each control ``substeps`` (E_ids,) physics steps after it is written."""
+        raise NotImplementedError
+
+    def hold_ctrl(self, ids: np.ndarray, ctrl: np.ndarray) -> None:
+        """Envs ``ids`` behave as if ``ctrl`` (E_ids, nu) had been applied so far (what a delay replays)."""
+        raise NotImplementedError
 
     @abstractmethod
     def param(self, name: str) -> np.ndarray:
@@ -128,9 +150,31 @@ class CpuBatch(Backend):
         self.subtree_com, self.cfrc_ext = b.bind("subtree_com"), b.bind("cfrc_ext")
         self.sensordata = b.bind("sensordata")
         self._params: dict[str, np.ndarray] = {}
+        hist = model.actuator_history[:, 0]
+        self.native_delay = bool(model.nu and hist.min() > 0 and hist.min() == hist.max())
+        if self.native_delay:
+            # history row of an actuator: [user, cursor, times (nsample), values (nsample)]
+            self._history = b.bind("history")
+            adr = model.actuator_historyadr[:, None] + 2 + hist.max() + np.arange(hist.max())[None, :]
+            self._hist_values = adr  # (nu, nsample) indices of the stored controls
+
+    def set_ctrl_delay(self, ids: np.ndarray, substeps: np.ndarray) -> None:
+        dt = float(self.model.opt.timestep)
+        # half a step short of the whole substeps, so the zero-order hold never depends on rounding of times
+        delay = np.where(substeps > 0, (np.asarray(substeps) - 0.5) * dt, 0.0)
+        self.param("actuator_delay")[ids] = delay[:, None]
+
+    def hold_ctrl(self, ids: np.ndarray, ctrl: np.ndarray) -> None:
+        self._history[np.ix_(ids, self._hist_values.ravel())] = np.repeat(
+            ctrl, self._hist_values.shape[1], axis=1
+        )
 
     def step(self, ctrl: np.ndarray) -> None:
         nsub = ctrl.shape[1]
+        if ctrl.strides[1] == 0:  # one control for every substep (broadcast): one native call
+            self.ctrl[:] = ctrl[:, 0]
+            self._batch.step(nstep=nsub, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            return
         # consecutive substeps whose controls are equal in every env run as one native call
         k = 0
         while k < nsub:

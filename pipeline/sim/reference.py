@@ -5,7 +5,10 @@
 ``body_ang_vel_w`` (F, B, ...) with B = nbody - 1 (world excluded, RobotMotion's body order). ``at(clip, step)``
 gives each env its reference frame; a clip whose ``source`` says ``cyclic: true`` loops forever with its root
 advancing: cycle c is the clip moved by c times the planar (x, y, yaw) displacement from its first to its last
-frame (the last frame is the first of the next cycle). A non-cyclic clip ends at its last frame.
+frame (the last frame is the first of the next cycle). A cyclic clip's seam is closed first (:func:`close_loop`):
+whatever its last frame differs from the first beyond that planar displacement (joint angles, root height, roll,
+pitch) is spread linearly over the clip, so the looped reference has no jump. A non-cyclic clip ends at its last
+frame.
 
 :class:`AdaptiveSampler` draws start frames with probability rising with the failure rate of their time bin.
 """
@@ -16,9 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from pipeline.errors import InputError
-from pipeline.geometry import angular_velocity, finite_difference, quat_mul, yaw_quat
+from pipeline.geometry import (
+    angular_velocity,
+    finite_difference,
+    from_rotation,
+    quat_conj,
+    quat_mul,
+    to_rotation,
+    yaw_quat,
+)
 from pipeline.robot.motion import RobotMotion
 from pipeline.robot.spec import RobotSpec
 
@@ -64,6 +76,35 @@ def check_motion(
     motion.validate(origin)
 
 
+def close_loop(motion: RobotMotion) -> RobotMotion:
+    """The clip with its loop seam closed: the joint angles, the root height and the root's rotation away from
+    the first frame's heading-rotated orientation, which differ between the last and the first frame, are
+    corrected by a linear ramp (0 at the first frame, the whole difference at the last), and the bodies are
+    recomputed by forward kinematics. The last frame then equals the first moved by the planar (x, y, yaw)
+    displacement of the cycle."""
+    n = motion.num_frames
+    if n < 3:
+        return motion
+    ramp = np.linspace(0.0, 1.0, n)[:, None]
+    qpos = motion.qpos.copy()
+    qpos[:, 7:] -= ramp * (qpos[-1, 7:] - qpos[0, 7:])
+    qpos[:, 2] -= ramp[:, 0] * (qpos[-1, 2] - qpos[0, 2])
+    q0, q1 = qpos[0, 3:7], qpos[-1, 3:7]
+    target = quat_mul(yaw_quat(_yaw(q1) - _yaw(q0)), q0)  # the first orientation at the last heading
+    err = to_rotation(quat_mul(target, quat_conj(q1))).as_rotvec()  # world rotation taking q1 to target
+    fix = from_rotation(Rotation.from_rotvec(ramp * err), (n,))
+    qpos[:, 3:7] = quat_mul(fix, qpos[:, 3:7])
+    return RobotMotion.from_qpos(
+        motion.robot,
+        qpos,
+        motion.fps,
+        contacts=motion.contacts,
+        keypoint_names=motion.keypoint_names,
+        keypoint_pos_w=motion.keypoint_pos_w,
+        source=motion.source,
+    )
+
+
 @dataclass(frozen=True)
 class ClipInfo:
     name: str
@@ -90,6 +131,9 @@ class MotionReference:
         start = 0
         for motion, name in zip(motions, names, strict=True):
             check_motion(motion, robot, body_names, control_dt, name)
+            cyclic = bool(motion.source.get("cyclic", False))
+            if cyclic:
+                motion = close_loop(motion)
             t_src = np.arange(motion.num_frames) / motion.fps
             n = int(np.floor(t_src[-1] / control_dt + 1e-9)) + 1
             t_dst = np.arange(n) * control_dt
@@ -98,12 +142,14 @@ class MotionReference:
             bp = _resample(motion.body_pos_w, t_src, t_dst)
             bq = _resample_quat(motion.body_quat_w, t_src, t_dst)
             parts["jp"].append(jp)
-            parts["jv"].append(finite_difference(jp, fps))
+            jv = finite_difference(jp, fps)
+            if cyclic and n > 2:  # the seam is closed: joint velocities wrap around it
+                jv[0] = jv[-1] = (jp[1] - jp[-2]) * (fps / 2)
+            parts["jv"].append(jv)
             parts["bp"].append(bp)
             parts["bq"].append(bq)
             parts["bv"].append(finite_difference(bp, fps))
             parts["bw"].append(angular_velocity(bq, fps))
-            cyclic = bool(motion.source.get("cyclic", False))
             clips.append(ClipInfo(name, start, n, cyclic))
             cycle_tables.append(
                 self._cycle_table(bp[:, 0], bq[:, 0]) if cyclic else self._cycle_table(None, None)
@@ -148,11 +194,14 @@ class MotionReference:
         period = self.clip_len[clip] - 1
         return np.where(self.clip_cyclic[clip], period * (MAX_CYCLES - 1), period)
 
-    def at(self, clip: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
+    def at(
+        self, clip: np.ndarray, step: np.ndarray, bodies: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Reference of each env: ``clip`` (E,) ids, ``step`` (E,) frames since the clip's frame 0.
 
         Returns joint_pos/joint_vel (E, N), body_pos_w/body_quat_w/body_lin_vel_w/body_ang_vel_w (E, B, ...)
-        and ``done`` (E,) bool: the non-cyclic clip is at its last frame.
+        and ``done`` (E,) bool: the non-cyclic clip is at its last frame. ``bodies`` (K,) picks K of the B
+        bodies (the arrays are then (E, K, ...)).
         """
         length = self.clip_len[clip]
         period = np.maximum(length - 1, 1)
@@ -160,6 +209,7 @@ class MotionReference:
         cycle = np.where(cyclic, np.minimum(step // period, MAX_CYCLES - 1), 0)
         local = np.where(cyclic, step - cycle * period, np.minimum(step, length - 1))
         row = self.clip_start[clip] + local
+        sel = (row,) if bodies is None else (row[:, None], np.asarray(bodies)[None, :])
         yaw = self.cycle_yaw[clip, cycle]
         trans = self.cycle_trans[clip, cycle]
         qz = yaw_quat(yaw)[:, None, :]
@@ -167,10 +217,10 @@ class MotionReference:
         return {
             "joint_pos": self.joint_pos[row],
             "joint_vel": self.joint_vel[row],
-            "body_pos_w": rot(self.body_pos_w[row]) + trans[:, None, :],
-            "body_quat_w": quat_mul(qz, self.body_quat_w[row]),
-            "body_lin_vel_w": rot(self.body_lin_vel_w[row]),
-            "body_ang_vel_w": rot(self.body_ang_vel_w[row]),
+            "body_pos_w": rot(self.body_pos_w[sel]) + trans[:, None, :],
+            "body_quat_w": quat_mul(qz, self.body_quat_w[sel]),
+            "body_lin_vel_w": rot(self.body_lin_vel_w[sel]),
+            "body_ang_vel_w": rot(self.body_ang_vel_w[sel]),
             "done": (~cyclic) & (step >= length - 1),
         }
 

@@ -48,7 +48,14 @@ class TrackingEnv:
         rnd = cfg.randomization
         if backend is None:
             levels = tuple(np.linspace(*rnd.terrain.range, TERRAIN_LEVELS)) if rnd.terrain.enabled else ()
-            model = build_model(self.robot, timestep=cfg.sim.timestep, terrain=levels, seed=cfg.seed)
+            # the latency runs as MuJoCo actuator delays: a history of decimation + 1 controls covers one step
+            model = build_model(
+                self.robot,
+                timestep=cfg.sim.timestep,
+                terrain=levels,
+                seed=cfg.seed,
+                ctrl_history=cfg.sim.decimation + 1 if rnd.action_latency.enabled else 0,
+            )
             backend = CpuBatch(model, num_envs or cfg.num_envs, nthread=cfg.sim.nthread)
         self.backend = backend
         m = backend.model
@@ -66,6 +73,13 @@ class TrackingEnv:
         self.feet = np.array([bid[x] for x in b["feet"]])
         allowed = {*b["feet"], *b["hands"]}
         self.undesired = np.array([i for name, i in bid.items() if name not in allowed])
+        # the reference carries only the bodies the terms use; r_* index them in the reference's arrays
+        need = np.concatenate([[self.pelvis, self.anchor], self.tracked, self.end_effectors]) - 1
+        self.ref_bodies = np.unique(need)
+        pos = {int(b): i for i, b in enumerate(self.ref_bodies)}
+        self.r_root, self.r_anchor = pos[self.pelvis - 1], pos[self.anchor - 1]
+        self.r_tracked = np.array([pos[int(i) - 1] for i in self.tracked])
+        self.r_ee = np.array([pos[int(i) - 1] for i in self.end_effectors])
         self.default = self.robot.default_pos
         self.action_scale = self.robot.action_scale
         lo, hi = m.jnt_range[1:, 0], m.jnt_range[1:, 1]
@@ -127,7 +141,8 @@ class TrackingEnv:
             self.limit[ids] = self.max_episode_steps
         self.clip[ids], self.start[ids], self.steps[ids] = clip, frame, 0
         self.randomizer.sample(ids, self.rng)
-        ref = self.ref.at(clip, frame)
+        root = np.array([self.pelvis - 1])
+        ref = self.ref.at(clip, frame, root)
         be = self.backend
         root_quat = ref["body_quat_w"][:, 0]
         be.qpos[ids, :3] = ref["body_pos_w"][:, 0]
@@ -139,12 +154,18 @@ class TrackingEnv:
         # the action that holds the reference pose, so the first action-rate penalty is not an artefact
         self.last_action[ids] = (ref["joint_pos"] - self.default) / self.action_scale
         self.prev_ctrl[ids] = ref["joint_pos"] - self.randomizer.params.calibration_offset[ids]
+        if self.backend.native_delay:
+            self.backend.set_ctrl_delay(ids, self.randomizer.params.latency_steps[ids])
+            self.backend.hold_ctrl(ids, self.prev_ctrl[ids])
         lo, hi = self.cfg.randomization.push_interval
         self.next_push[ids] = self.rng.uniform(lo, hi, ids.size)
         be.forward(ids)
 
-    def _reference(self) -> dict[str, np.ndarray]:
-        return self.ref.at(self.clip, self.start + self.steps)
+    def _reference(self, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The current reference of every env (or of ``ids``), bodies :attr:`ref_bodies` (index with r_*)."""
+        if ids is None:
+            return self.ref.at(self.clip, self.start + self.steps, self.ref_bodies)
+        return self.ref.at(self.clip[ids], self.start[ids] + self.steps[ids], self.ref_bodies)
 
     # ---- stepping ----------------------------------------------------------------------------------------
 
@@ -155,8 +176,11 @@ class TrackingEnv:
         actions = np.asarray(actions, dtype=np.float64)
         ctrl = self.default + self.action_scale * actions - p.calibration_offset
         dec = cfg.sim.decimation
-        sub = np.arange(dec)[None, :, None]
-        seq = np.where(sub < p.latency_steps[:, None, None], self.prev_ctrl[:, None, :], ctrl[:, None, :])
+        if be.native_delay:  # the actuators' own delay holds the previous target for the latency substeps
+            seq = np.broadcast_to(ctrl[:, None, :], (ctrl.shape[0], dec, ctrl.shape[1]))
+        else:
+            sub = np.arange(dec)[None, :, None]
+            seq = np.where(sub < p.latency_steps[:, None, None], self.prev_ctrl[:, None, :], ctrl[:, None, :])
         be.step(seq)
         self.prev_ctrl = ctrl
         self.steps += 1
@@ -170,7 +194,7 @@ class TrackingEnv:
         time_out &= ~terminated
         info = {
             "mpkpe_m": np.linalg.norm(
-                state["body_pos_w"] - ref["body_pos_w"][:, self.tracked - 1], axis=-1
+                state["body_pos_w"] - ref["body_pos_w"][:, self.r_tracked], axis=-1
             ).mean(1),
             "joint_err": np.abs(state["joint_pos"] - ref["joint_pos"]).mean(1),
             **{f"reward/{k}": np.asarray(v.mean()) for k, v in parts.items()},
@@ -181,8 +205,10 @@ class TrackingEnv:
             self.sampler.update(self.clip[ids], self.start[ids] + self.steps[ids], terminated[ids])
         info["episode_steps"] = self.steps.copy()
         self._reset(ids)
-        if ids.size:
-            ref = self._reference()
+        if ids.size:  # the new episodes' first frames
+            new = self._reference(ids)
+            for k, v in new.items():
+                ref[k][ids] = v
         self.obs = self._observe(ref)
         return self.obs, rew * self.dt, terminated, time_out, info
 
@@ -209,7 +235,7 @@ class TrackingEnv:
         actor = dob.actor_observation(
             ref_joint_pos=ref["joint_pos"],
             ref_joint_vel=ref["joint_vel"],
-            ref_anchor_quat_w=ref["body_quat_w"][:, self.anchor - 1],
+            ref_anchor_quat_w=ref["body_quat_w"][:, self.r_anchor],
             anchor_quat_w=be.xquat[:, self.anchor],
             base_quat_w=base_quat,
             base_ang_vel_b=be.qvel[:, 3:6],

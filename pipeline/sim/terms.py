@@ -54,14 +54,15 @@ def robot_state(be: Backend, anchor: int, pelvis: int, tracked: np.ndarray) -> d
 def relative_reference(
     ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int, tracked: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference tracked-body positions and orientations moved onto the robot's anchor (x, y, heading)."""
-    ref_anchor_pos = ref["body_pos_w"][:, anchor - 1]
-    ref_anchor_quat = ref["body_quat_w"][:, anchor - 1]
+    """Reference tracked-body positions and orientations moved onto the robot's anchor (x, y, heading).
+    ``anchor``/``tracked`` index the reference's bodies (TrackingEnv.r_anchor, r_tracked)."""
+    ref_anchor_pos = ref["body_pos_w"][:, anchor]
+    ref_anchor_quat = ref["body_quat_w"][:, anchor]
     delta_pos = state["anchor_pos_w"].copy()
     delta_pos[:, 2] = ref_anchor_pos[:, 2]
     delta_ori = yaw_only(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_anchor_quat)))
-    body_pos = ref["body_pos_w"][:, tracked - 1]
-    body_quat = ref["body_quat_w"][:, tracked - 1]
+    body_pos = ref["body_pos_w"][:, tracked]
+    body_quat = ref["body_quat_w"][:, tracked]
     k = body_pos.shape[1]
     rot = np.repeat(delta_ori[:, None, :], k, axis=1)
     rel_pos = delta_pos[:, None, :] + quat_rotate(rot, body_pos - ref_anchor_pos[:, None, :])
@@ -77,15 +78,15 @@ def rewards(
     actions: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(E,) summed reward and the (E,) weighted terms by name."""
-    a, tr = env.anchor, env.tracked
+    a, tr = env.r_anchor, env.r_tracked
     rel_pos, rel_quat = relative_reference(ref, state, a, tr)
     err = {
-        "anchor_pos": np.sum((ref["body_pos_w"][:, a - 1] - state["anchor_pos_w"]) ** 2, axis=-1),
-        "anchor_ori": quat_angle(ref["body_quat_w"][:, a - 1], state["anchor_quat_w"]) ** 2,
+        "anchor_pos": np.sum((ref["body_pos_w"][:, a] - state["anchor_pos_w"]) ** 2, axis=-1),
+        "anchor_ori": quat_angle(ref["body_quat_w"][:, a], state["anchor_quat_w"]) ** 2,
         "body_pos": np.sum((rel_pos - state["body_pos_w"]) ** 2, axis=-1).mean(1),
         "body_ori": (quat_angle(rel_quat, state["body_quat_w"]) ** 2).mean(1),
-        "body_lin_vel": np.sum((ref["body_lin_vel_w"][:, tr - 1] - state["body_lin_vel_w"]) ** 2, -1).mean(1),
-        "body_ang_vel": np.sum((ref["body_ang_vel_w"][:, tr - 1] - state["body_ang_vel_w"]) ** 2, -1).mean(1),
+        "body_lin_vel": np.sum((ref["body_lin_vel_w"][:, tr] - state["body_lin_vel_w"]) ** 2, -1).mean(1),
+        "body_ang_vel": np.sum((ref["body_ang_vel_w"][:, tr] - state["body_ang_vel_w"]) ** 2, -1).mean(1),
     }
     parts = {k: getattr(cfg, f"w_{k}") * np.exp(-v / getattr(cfg, f"s_{k}") ** 2) for k, v in err.items()}
     parts["action_rate"] = cfg.w_action_rate * np.sum((actions - env.last_action) ** 2, axis=1)
@@ -102,13 +103,15 @@ def terminations(
     cfg: TerminationConfig, state: dict[str, np.ndarray], ref: dict[str, np.ndarray], env: TrackingEnv
 ) -> np.ndarray:
     """(E,) bool: anchor height, anchor tilt, or an end effector's height too far from the reference."""
-    a = env.anchor
-    height = np.abs(ref["body_pos_w"][:, a - 1, 2] - state["anchor_pos_w"][:, 2]) > cfg.anchor_height
-    g_ref = dob.projected_gravity(ref["body_quat_w"][:, a - 1])[:, 2]
+    a = env.r_anchor
+    height = np.abs(ref["body_pos_w"][:, a, 2] - state["anchor_pos_w"][:, 2]) > cfg.anchor_height
+    g_ref = dob.projected_gravity(ref["body_quat_w"][:, a])[:, 2]
     g = dob.projected_gravity(state["anchor_quat_w"])[:, 2]
     tilt = np.abs(g_ref - g) > cfg.anchor_ori
-    ee = env.end_effectors
-    ee_err = np.abs(ref["body_pos_w"][:, ee - 1, 2] - env.backend.xpos[:, ee, 2]) > cfg.end_effector_height
+    ee_err = (
+        np.abs(ref["body_pos_w"][:, env.r_ee, 2] - env.backend.xpos[:, env.end_effectors, 2])
+        > cfg.end_effector_height
+    )
     bad = ~np.isfinite(env.backend.qpos).all(1)
     return height | tilt | ee_err.any(1) | bad
 
@@ -127,8 +130,8 @@ def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarr
     parts = [
         ref["joint_pos"],
         ref["joint_vel"],
-        dob.quat_rotate_inv(anchor_quat, ref["body_pos_w"][:, a - 1] - anchor_pos),
-        dob.anchor_ori_error(ref["body_quat_w"][:, a - 1], anchor_quat),
+        dob.quat_rotate_inv(anchor_quat, ref["body_pos_w"][:, env.r_anchor] - anchor_pos),
+        dob.anchor_ori_error(ref["body_quat_w"][:, env.r_anchor], anchor_quat),
         body_pos_b.reshape(env.num_envs, -1),
         body_ori_b,
         dob.quat_rotate_inv(pelvis_quat, be.qvel[:, :3]),
