@@ -75,6 +75,9 @@ def mlp(history: int = 1, seed: int = 0) -> torch.nn.Module:
 
 
 class Normalizer(torch.nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, size: int, seed: int = 1) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)

@@ -43,6 +43,10 @@ def test_completed_run_commands_the_reference(track: Path, tmp_path: Path) -> No
     # the exact-replay policy reads ref_joint_pos of the newest history frame: targets = reference (float32)
     np.testing.assert_allclose(log["cmd_q"][pol], b.motion.joint_pos[log["frame"][pol]], atol=2e-6)
     assert np.array_equal(log["frame"][pol], np.arange(b.motion.num_frames))
+    # each row of the log holds that step's observation (newest history frame last; it starts with ref_joint_pos)
+    d, n = b.contract.obs_size, b.contract.num_joints
+    newest = log["obs"][pol][:, 2 * d : 2 * d + n]
+    assert np.array_equal(newest, b.motion.joint_pos[log["frame"][pol]].astype(np.float32))
     # soft start: from the measured pose to the default pose, smoothly
     ss = np.flatnonzero(phases == Phase.SOFT_START)
     np.testing.assert_allclose(log["cmd_q"][ss[0]], log["joint_pos"][ss[0]], atol=1e-9)

@@ -6,11 +6,15 @@ their size after a 4-byte encapsulation header. :class:`Wire` exposes every fiel
 one buffer. tests/test_deploy_dds_codec.py checks the bytes against the SDK's own serializer both ways.
 
 The CRC is defined over the C struct layout (pipeline.deploy.dds.LOWSTATE_DTYPE / LOWCMD_DTYPE), which differs
-from the wire layout by padding, so :meth:`Wire.packed` copies the fields into that layout for the CRC.
+from the wire layout by padding, so :meth:`Wire.packed` copies the fields into that layout for the CRC, and
+:meth:`Wire.crc_words` gathers the CRC's input (the C layout's 32-bit words but the last, big-endian) with one
+precomputed index into a reused buffer. The message buffer carries one extra zero byte that the gather reads for
+the C layout's padding.
 """
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import numpy as np
@@ -68,11 +72,13 @@ class Wire:
         size = SIZES[kind]
         if data is not None and len(data) < 4 + size:
             raise ValueError(f"{kind} message of {len(data)} bytes, expected {4 + size}")
-        self.buf = (
-            np.zeros(4 + size, np.uint8) if data is None else np.frombuffer(data, np.uint8)[: 4 + size].copy()
-        )
+        self._ext = np.zeros(4 + size + 1, np.uint8)  # the last byte stays 0 (the C layout's padding)
+        self.buf = self._ext[:-1]
         if data is None:
             self.buf[:4] = np.frombuffer(HEADER, np.uint8)
+        else:
+            self.buf[:] = np.frombuffer(data, np.uint8)[: 4 + size]
+        self._words: np.ndarray | None = None
         self.v: dict[str, np.ndarray] = {}
         for name, (dt, off, count, stride) in fields.items():
             item = np.dtype(dt).itemsize
@@ -98,11 +104,35 @@ class Wire:
     def bytes(self) -> bytes:
         return self.buf.tobytes()
 
+    def load(self, data: builtins.bytes) -> None:
+        """Replace the message with ``data`` (a received sample), keeping every view."""
+        if len(data) < len(self.buf):
+            raise ValueError(f"{self.kind} message of {len(data)} bytes, expected {len(self.buf)}")
+        self.buf[:] = np.frombuffer(data, np.uint8, len(self.buf))
+
     def packed(self, dtype: np.dtype) -> np.ndarray:
         """The message in the C struct layout ``dtype`` (for the CRC): one gather of bytes."""
-        idx = _gather_index(self.kind, dtype)
-        ext = np.concatenate([self.buf, np.zeros(1, np.uint8)])  # index len(buf) = a zero padding byte
-        return ext[idx].view(dtype)
+        return self._ext[_gather_index(self.kind, dtype)].view(dtype)
+
+    def crc_words(self, dtype: np.dtype) -> builtins.bytes:
+        """The CRC's input: the C layout ``dtype``'s 32-bit words but the last (the crc), each big-endian."""
+        if self._words is None:
+            self._words_idx = _word_index(self.kind, dtype)
+            self._words = np.zeros(len(self._words_idx), np.uint8)
+        np.take(self._ext, self._words_idx, out=self._words, mode="clip")
+        return self._words.tobytes()
+
+
+_WORDS: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+
+def _word_index(kind: str, dtype: np.dtype) -> np.ndarray:
+    """:func:`_gather_index` without the last word, each word's bytes reversed (big-endian words)."""
+    key = (kind, dtype)
+    if key not in _WORDS:
+        idx = _gather_index(kind, dtype)[: dtype.itemsize // 4 * 4 - 4]
+        _WORDS[key] = np.ascontiguousarray(idx.reshape(-1, 4)[:, ::-1].ravel())
+    return _WORDS[key]
 
 
 _GATHER: dict[tuple[str, np.dtype], np.ndarray] = {}

@@ -67,40 +67,48 @@ def _sdk() -> Any:
 
 
 _BITREV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], np.uint8)
+_BITREV_TABLE = _BITREV.tobytes()  # for bytes.translate
+
+
+def crc32_words(words_be: bytes) -> int:
+    """Unitree CRC32 of big-endian 32-bit words (:meth:`pipeline.deploy.cdr.Wire.crc_words`).
+
+    The SDK's routine (``crc32_core``, bitwise, MSB first, poly 0x04C11DB7, init 0xFFFFFFFF, no final xor) is
+    CRC-32/MPEG-2 over the big-endian words: zlib's table-driven reflected CRC-32 of the bit-reversed bytes
+    (``bytes.translate``), bit-reversed back. tests/test_deploy_dds_codec.py checks it against the SDK's routine.
+    """
+    reflected = zlib.crc32(words_be.translate(_BITREV_TABLE)) ^ 0xFFFFFFFF
+    return int.from_bytes(reflected.to_bytes(4, "little").translate(_BITREV_TABLE), "big")
 
 
 def crc32(buf: np.ndarray) -> int:
-    """Unitree CRC32 of a message in its C struct layout: over all 32-bit words but the last (the crc field).
-
-    The SDK's routine (``crc32_core``, bitwise, MSB first, poly 0x04C11DB7, init 0xFFFFFFFF, no final xor) is
-    CRC-32/MPEG-2 over the big-endian words; computed here with zlib's reflected CRC on bit-reversed bytes
-    (3x faster; tests/test_deploy_dds_codec.py checks it against the SDK's routine).
-    """
+    """Unitree CRC32 of a message in its C struct layout: over all 32-bit words but the last (the crc field)."""
     words = buf.view("<u4")[:-1]
-    reflected = zlib.crc32(_BITREV[words.astype(">u4").view(np.uint8)].tobytes()) ^ 0xFFFFFFFF
-    return int(f"{reflected:032b}"[::-1], 2)
+    return crc32_words(words.astype(">u4").tobytes())
 
 
 def wire_crc(wire: Wire) -> int:
-    return crc32(wire.packed(LOWSTATE_DTYPE if wire.kind == "state" else LOWCMD_DTYPE))
+    return crc32_words(wire.crc_words(LOWSTATE_DTYPE if wire.kind == "state" else LOWCMD_DTYPE))
 
 
 class CommandWriter:
     """Encodes a MotorCommand as a LowCmd_ on the wire (one reusable buffer) with its CRC."""
 
     def __init__(self, num_joints: int) -> None:
-        self.n = num_joints
+        self.n = n = num_joints
         self.wire = Wire("cmd")
-
-    def fill(self, cmd: MotorCommand, *, mode_machine: int = 0, crc_offset: int = 0) -> bytes:
-        n, v = self.n, self.wire.v
         mode = np.zeros(NUM_MOTORS, np.uint8)
         mode[:n] = MOTOR_MODE_ENABLE
         self.wire.set_mode(mode)
-        v["mode_machine"][0] = mode_machine
-        v["m_q"][:n], v["m_dq"][:n], v["m_tau"][:n] = cmd.q, cmd.dq, cmd.tau
-        v["m_kp"][:n], v["m_kd"][:n] = cmd.kp, cmd.kd
-        v["crc"][0] = (wire_crc(self.wire) + crc_offset) & 0xFFFFFFFF
+        v = self.wire.v
+        self._fields = (v["m_q"][:n], v["m_dq"][:n], v["m_tau"][:n], v["m_kp"][:n], v["m_kd"][:n])
+        self._mode_machine, self._crc = v["mode_machine"], v["crc"]
+
+    def fill(self, cmd: MotorCommand, *, mode_machine: int = 0, crc_offset: int = 0) -> bytes:
+        q, dq, tau, kp, kd = self._fields
+        self._mode_machine[0] = mode_machine
+        q[:], dq[:], tau[:], kp[:], kd[:] = cmd.q, cmd.dq, cmd.tau, cmd.kp, cmd.kd
+        self._crc[0] = (wire_crc(self.wire) + crc_offset) & 0xFFFFFFFF
         return self.wire.bytes()
 
 
@@ -149,9 +157,25 @@ class StateWriter:
         return self.wire.bytes()
 
 
+class StateReader:
+    """Decodes received LowState_ samples through one reused buffer (:func:`state_from_wire` without the
+    per-message setup of the numpy views)."""
+
+    def __init__(self, num_joints: int) -> None:
+        self.n = num_joints
+        self.wire = Wire("state")
+
+    def __call__(self, data: bytes, stamp: float) -> tuple[RobotState, bool]:
+        self.wire.load(data)
+        return _state(self.wire, self.n, stamp)
+
+
 def state_from_wire(data: bytes, num_joints: int, stamp: float) -> tuple[RobotState, bool]:
     """(state, crc_ok) of a received LowState_."""
-    w = Wire("state", data)
+    return _state(Wire("state", data), num_joints, stamp)
+
+
+def _state(w: Wire, num_joints: int, stamp: float) -> tuple[RobotState, bool]:
     n, v = num_joints, w.v
     state = RobotState(
         stamp=stamp,

@@ -69,7 +69,8 @@ class SimInterface(_Described):
         return self.sim.state(time.monotonic(), self._tick)
 
     def build(self, cmd: MotorCommand) -> MotorCommand:
-        return cmd
+        """A copy (the runtime reuses its command buffers; physics reads this one while it steps)."""
+        return MotorCommand(cmd.q.copy(), cmd.dq.copy(), cmd.tau.copy(), cmd.kp.copy(), cmd.kd.copy())
 
     def publish(self, msg: object) -> None:
         assert isinstance(msg, MotorCommand)
@@ -96,13 +97,14 @@ class DdsInterface(_Described):
         self.reader = self.part.reader(dds.LOWSTATE_TOPIC, dds.lowstate_type())
         self.writer = self.part.writer(dds.LOWCMD_TOPIC, dds.lowcmd_type())
         self.cmd = dds.CommandWriter(self.n)
+        self.decode = dds.StateReader(self.n)
         self._last: RobotState | None = None
         self.received = 0
 
     def read(self) -> RobotState | None:
         """The newest state (the reader keeps the last sample only); the previous one if nothing new arrived."""
         for data in dds.take_raw(self.reader, 1):
-            state, ok = dds.state_from_wire(data, self.n, time.monotonic())
+            state, ok = self.decode(data, time.monotonic())
             if not ok:
                 self.bad_crc += 1
                 continue

@@ -32,18 +32,22 @@ class OnnxPolicy:
             )
         self.input_name, self.output_name = inp.name, out.name
         self._x = np.zeros((1, obs_size), np.float32)
+        self._feed, self._outputs = {self.input_name: self._x}, [self.output_name]
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """One inference. (An IOBinding over preallocated OrtValues measured slower than ``run`` here.)"""
         self._x[0] = obs
-        (y,) = self.session.run([self.output_name], {self.input_name: self._x})
+        (y,) = self.session.run(self._outputs, self._feed)
         return y[0].astype(np.float64)
 
 
 class ObsHistory:
-    """The last H observation frames, oldest first, flattened to (H*D,). Starts filled with the first frame."""
+    """The last H observation frames, oldest first, flattened to (H*D,). Starts filled with the first frame.
 
-    def __init__(self, history: int, size: int) -> None:
-        self.buf = np.zeros((history, size))
+    ``push`` returns a view of the buffer: valid until the next push."""
+
+    def __init__(self, history: int, size: int, dtype: type = np.float64) -> None:
+        self.buf: np.ndarray = np.zeros((history, size), dtype)
         self.empty = True
 
     def push(self, frame: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ Every run writes a log (pipeline/deploy/README.md, "Run log").
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import select
@@ -30,7 +31,13 @@ from pipeline.deploy.interfaces import RobotInterface
 from pipeline.deploy.observation import AnchorChain
 from pipeline.deploy.observer import Observer
 from pipeline.deploy.policy import ObsHistory, OnnxPolicy
-from pipeline.deploy.safety import Fault, SafetyConfig, check_state, limit_targets, soft_start_targets
+from pipeline.deploy.safety import (
+    Fault,
+    SafetyConfig,
+    TargetLimiter,
+    check_state,
+    soft_start_targets,
+)
 from pipeline.deploy.state import MotorCommand, RobotState
 from pipeline.io import save_npz
 
@@ -53,6 +60,7 @@ class RunConfig:
     keyboard: bool = True  # e-stop keys when stdin is a TTY
     max_policy_steps: int | None = None  # default: the whole reference motion
     start_pose: str = "default"  # soft start to the default pose, or to the reference's first frame
+    rt_priority: int = 0  # > 0: run the loop thread under SCHED_FIFO at this priority (real-time robots only)
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,12 @@ class Runtime:
             bundle.policy_path, obs_size=c.obs_size * c.history, num_actions=c.num_joints
         )
         self.observer = Observer(c, bundle.motion, AnchorChain.from_json(c.anchor_chain))
-        self.history = ObsHistory(c.history, c.obs_size)
+        self.history = ObsHistory(c.history, c.obs_size, np.float32)
         self.max_torque = c.effort_limit * self.cfg.safety.torque_limit_fraction
+        self.limiter = TargetLimiter(c.kp, c.kd, c.joint_pos_lower, c.joint_pos_upper, self.max_torque)
+        self._target = np.zeros(c.num_joints)
+        self._zeros = np.zeros(c.num_joints)
+        self._zeros.flags.writeable = False
         self._estop: str | None = None
         if self.cfg.start_pose not in ("default", "reference"):
             raise ValueError("start_pose must be 'default' or 'reference'")
@@ -148,13 +160,29 @@ class Runtime:
         obs = self.history.push(self.observer.frame(state, k, last_action))
         return obs, self.policy(obs)
 
+    def policy_command(
+        self, state: RobotState, k: int, last_action: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, MotorCommand | None, int]:
+        """The compute of one policy step: (observation (H*D,), raw action (N,), the limited position command
+        or None when the action is not finite, joints clipped). The command's ``q`` is a buffer reused by the
+        next call; the observation is the history buffer (valid until the next call)."""
+        obs, action = self.policy_step(state, k, last_action)
+        if not np.isfinite(action).all():
+            return obs, action, None, 0
+        c, target = self.c, self._target
+        np.multiply(c.action_scale, action, out=target)
+        np.add(c.default_joint_pos, target, out=target)
+        clipped = self.limiter(target, state, target)
+        return obs, action, MotorCommand(q=target, dq=self._zeros, tau=self._zeros, kp=c.kp, kd=c.kd), clipped
+
     def run(self) -> RunResult:
         c, cfg, iface = self.c, self.cfg, self.iface
         n, d = c.num_joints, c.obs_size * c.history
         dt = c.control_dt
         steps = c.motion.get("frames", self.bundle.motion.num_frames)
         steps = min(int(steps), cfg.max_policy_steps or int(steps))
-        log = _Log(n, d)
+        log = _Log(n, d, capacity=steps + round((cfg.safety.soft_start_s + cfg.safety.settle_s
+                                                 + cfg.safety.damping_s) / dt) + 64)  # fmt: skip
         phase, fault, message = Phase.WAIT, Fault.NONE, ""
         state: RobotState | None = None
         q_start = c.default_joint_pos
@@ -165,7 +193,7 @@ class Runtime:
         next_tick = t0
         end_at = math.inf
         tick = -1
-        with self._estop_sources():
+        with self._estop_sources(), _realtime(cfg.rt_priority if iface.realtime else 0) as rt_note:
             while True:
                 tick += 1
                 t_ctrl = (
@@ -216,20 +244,15 @@ class Runtime:
                     target = soft_start_targets(
                         q_start, self.start_pose, t_ctrl - t_phase, cfg.safety.soft_start_s
                     )
-                    target, clipped = limit_targets(target, state, c.kp, c.kd, c.joint_pos_lower,
-                                                    c.joint_pos_upper, self.max_torque)  # fmt: skip
+                    clipped = self.limiter(target, state, target)
                     cmd = MotorCommand.position(target, c.kp, c.kd)
                 elif phase == Phase.POLICY and state is not None:
-                    obs, action = self.policy_step(state, k, last_action)
+                    obs, action, cmd, clipped = self.policy_command(state, k, last_action)
                     t_obs = time.monotonic()
-                    if not np.isfinite(action).all():
+                    if cmd is None:
                         fault, message = Fault.NAN_ACTION, f"policy output is not finite at frame {k}"
                         phase, end_at = Phase.DAMPING, t_ctrl + cfg.safety.damping_s
                     else:
-                        target = c.default_joint_pos + c.action_scale * action
-                        target, clipped = limit_targets(target, state, c.kp, c.kd, c.joint_pos_lower,
-                                                        c.joint_pos_upper, self.max_torque)  # fmt: skip
-                        cmd = MotorCommand.position(target, c.kp, c.kd)
                         last_action = action
                         k += 1
                 if phase in (Phase.DAMPING, Phase.END) or (phase == Phase.WAIT and fault != Fault.NONE):
@@ -266,52 +289,94 @@ class Runtime:
             "bundle": str(self.bundle.root),
             "policy_sha256": c.policy["sha256"],
             "motion_sha256": c.motion["sha256"],
+            "rt_priority": rt_note,
         }
         return RunResult(status, fault, message, k, log.arrays(meta))
 
 
-class _Log:
-    """Per-tick rows, stacked into the run log (see pipeline/deploy/README.md)."""
+_LOG_SCALARS: dict[str, type] = {"t": np.float64, "phase": np.int64, "frame": np.int64, "fault": np.int64, "clipped": np.int64,
+                 "state_tick": np.int64, "state_age_ms": np.float64, "read_ms": np.float64,
+                 "obs_infer_ms": np.float64, "compute_ms": np.float64, "send_ms": np.float64}  # fmt: skip
 
-    def __init__(self, n: int, d: int) -> None:
-        self.n, self.d = n, d
-        self.rows: dict[str, list[Any]] = {}
+
+class _Log:
+    """Per-tick rows of the run log (see pipeline/deploy/README.md), written into preallocated arrays (grown by
+    doubling when a run outlasts ``capacity``): a tick copies its values and allocates nothing."""
+
+    def __init__(self, n: int, d: int, capacity: int = 1024) -> None:
+        self.widths = {"joint_pos": n, "joint_vel": n, "joint_tau": n, "imu_quat": 4, "imu_gyro": 3, "imu_acc": 3,
+                       "obs": d, "action": n, "cmd_q": n, "cmd_kp": n, "cmd_kd": n}  # fmt: skip
+        self.size = 0
+        self.cols: dict[str, np.ndarray] = {}
+        self._alloc(max(1, capacity))
+
+    def _alloc(self, capacity: int) -> None:
+        cols: dict[str, np.ndarray] = {k: np.zeros(capacity, dt) for k, dt in _LOG_SCALARS.items()}
+        cols.update({k: np.full((capacity, w), np.nan) for k, w in self.widths.items()})
+        for k, old in self.cols.items():
+            cols[k][: self.size] = old[: self.size]
+        self.cols = cols
+        self.capacity = capacity
 
     def add(self, t: float, phase: Phase, frame: int, state: RobotState | None, now: float,
             obs: np.ndarray | None, action: np.ndarray | None, cmd: MotorCommand | None, clipped: int,
             fault: Fault, times: tuple[float, float, float, float]) -> None:  # fmt: skip
-        nan_n, nan3, nan4 = np.full(self.n, np.nan), np.full(3, np.nan), np.full(4, np.nan)
-        row = {
-            "t": t,
-            "phase": int(phase),
-            "frame": frame,
-            "fault": int(fault),
-            "clipped": clipped,
-            "state_tick": -1 if state is None else state.tick,
-            "state_age_ms": np.nan if state is None else (now - state.stamp) * 1e3,
-            "joint_pos": nan_n if state is None else state.joint_pos,
-            "joint_vel": nan_n if state is None else state.joint_vel,
-            "joint_tau": nan_n if state is None else state.joint_tau,
-            "imu_quat": nan4 if state is None else state.imu_quat,
-            "imu_gyro": nan3 if state is None else state.imu_gyro,
-            "imu_acc": nan3 if state is None else state.imu_acc,
-            "obs": np.full(self.d, np.nan) if obs is None else obs,
-            "action": nan_n if action is None else action,
-            "cmd_q": nan_n if cmd is None else cmd.q,
-            "cmd_kp": nan_n if cmd is None else cmd.kp,
-            "cmd_kd": nan_n if cmd is None else cmd.kd,
-            "read_ms": times[0] * 1e3,
-            "obs_infer_ms": times[1] * 1e3,
-            "compute_ms": times[2] * 1e3,
-            "send_ms": times[3] * 1e3,
-        }
-        for key, v in row.items():
-            self.rows.setdefault(key, []).append(v)
+        if self.size == self.capacity:
+            self._alloc(2 * self.capacity)
+        i, c = self.size, self.cols
+        self.size += 1
+        for key, v in (("t", t), ("phase", phase), ("frame", frame), ("fault", fault), ("clipped", clipped),
+                       ("read_ms", times[0] * 1e3), ("obs_infer_ms", times[1] * 1e3),
+                       ("compute_ms", times[2] * 1e3), ("send_ms", times[3] * 1e3)):  # fmt: skip
+            c[key][i] = v
+        if state is None:
+            c["state_tick"][i], c["state_age_ms"][i] = -1, np.nan
+        else:
+            c["state_tick"][i], c["state_age_ms"][i] = state.tick, (now - state.stamp) * 1e3
+            for key, a in (("joint_pos", state.joint_pos), ("joint_vel", state.joint_vel),
+                           ("joint_tau", state.joint_tau), ("imu_quat", state.imu_quat),
+                           ("imu_gyro", state.imu_gyro), ("imu_acc", state.imu_acc)):  # fmt: skip
+                c[key][i] = a
+        if obs is not None:
+            c["obs"][i] = obs
+        if action is not None:
+            c["action"][i] = action
+        if cmd is not None:
+            c["cmd_q"][i], c["cmd_kp"][i], c["cmd_kd"][i] = cmd.q, cmd.kp, cmd.kd
 
     def arrays(self, meta: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {k: np.asarray(v) for k, v in self.rows.items()}
+        out: dict[str, Any] = {k: v[: self.size].copy() for k, v in self.cols.items()}
         out["meta"] = meta
         return out
+
+
+@contextlib.contextmanager
+def _realtime(priority: int) -> Iterator[str]:
+    """Run the calling thread under SCHED_FIFO at ``priority`` (if > 0 and allowed) and with the garbage
+    collector off (objects alive so far frozen, so no collection pause lands in the loop); restore both after.
+    Yields what was applied, for the log's meta."""
+    note = "off"
+    previous = None
+    if priority > 0:
+        try:
+            previous = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            note = f"SCHED_FIFO {priority}"
+        except (AttributeError, OSError) as e:  # not Linux, or not permitted (needs CAP_SYS_NICE)
+            previous, note = None, f"not applied ({e})"
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield note
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        gc.unfreeze()
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, previous[0], previous[1])
 
 
 def save_log(path: str | Path, log: dict[str, Any]) -> None:

@@ -43,8 +43,11 @@ class SafetyConfig:
 
 def tilt_deg(imu_quat: np.ndarray) -> float:
     """Angle between the IMU body's z axis and the world's z axis, degrees."""
-    _, x, y, _ = imu_quat / np.linalg.norm(imu_quat)
-    cos_tilt = 1.0 - 2.0 * (x * x + y * y)  # (R e_z) . e_z
+    w, x, y, z = imu_quat.tolist()
+    n2 = w * w + x * x + y * y + z * z
+    if not n2 > 0.0:  # not a rotation: report it as fallen over
+        return 180.0
+    cos_tilt = 1.0 - 2.0 * (x * x + y * y) / n2  # (R e_z) . e_z of the normalised quaternion
     return math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
 
 
@@ -88,6 +91,44 @@ def limit_targets(
     hi = np.maximum(hi, lo)  # outside the range already: stay at the nearest bound
     out = np.clip(target, lo, hi)
     return out, int(np.count_nonzero(out != target))
+
+
+class TargetLimiter:
+    """:func:`limit_targets` for fixed gains and limits, with the constants and work arrays allocated once
+    (the same operations in the same order: equal results)."""
+
+    def __init__(self, kp: np.ndarray, kd: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                 max_torque: np.ndarray) -> None:  # fmt: skip
+        self.kp, self.kd, self.lower, self.upper = (
+            np.array(a, dtype=np.float64) for a in (kp, kd, lower, upper)
+        )
+        self.max_torque = np.array(max_torque, dtype=np.float64)
+        self.neg_max_torque = -self.max_torque
+        n = self.kp.shape[0]
+        self._damp, self._lo, self._hi = np.empty(n), np.empty(n), np.empty(n)
+        self._diff = np.empty(n, dtype=bool)
+
+    def __call__(self, target: np.ndarray, state: RobotState, out: np.ndarray) -> int:
+        """Write the limited ``target`` into ``out`` (may be ``target`` itself); the number of joints clipped."""
+        damp, lo, hi = self._damp, self._lo, self._hi
+        np.multiply(self.kd, state.joint_vel, out=damp)
+        np.add(self.neg_max_torque, damp, out=lo)
+        np.divide(lo, self.kp, out=lo)
+        np.add(state.joint_pos, lo, out=lo)
+        np.maximum(self.lower, lo, out=lo)
+        np.add(self.max_torque, damp, out=hi)
+        np.divide(hi, self.kp, out=hi)
+        np.add(state.joint_pos, hi, out=hi)
+        np.minimum(self.upper, hi, out=hi)
+        np.maximum(hi, lo, out=hi)
+        if out is target:
+            np.clip(target, lo, hi, out=lo)  # lo is free again: compare before overwriting target
+            np.not_equal(lo, target, out=self._diff)
+            np.copyto(out, lo)
+        else:
+            np.clip(target, lo, hi, out=out)
+            np.not_equal(out, target, out=self._diff)
+        return int(np.count_nonzero(self._diff))
 
 
 def soft_start_targets(q_start: np.ndarray, q_default: np.ndarray, t: float, duration: float) -> np.ndarray:
