@@ -35,6 +35,7 @@ def test_params_yaml_train_section_is_valid_and_matches_defaults():
         ({"sampling": {"uniform_ratio": 2.0}}, "uniform_ratio"),
         ({"clips": []}, "train.clips is empty"),
         ({"ppo": {"gamma": 1.5}}, "gamma"),
+        ({"ppo": {"schedule": "cosine"}}, "train.ppo.schedule must be 'fixed' or 'adaptive'"),
     ],
 )
 def test_bad_params_are_clear_errors(raw, message):

@@ -42,7 +42,7 @@ from pipeline.sim.task import TrackingEnv
 
 CURVE_FIELDS = (
     "iteration", "env_steps", "wall_s", "return", "episode_s", "termination_rate", "mpkpe_mm", "value_loss",
-    "surrogate_loss", "action_std", "collect_s", "update_s",
+    "surrogate_loss", "action_std", "learning_rate", "collect_s", "update_s",
 )  # fmt: skip
 
 
@@ -217,6 +217,7 @@ def train(
                 "value_loss": losses.get("value", losses.get("value_function", float("nan"))),
                 "surrogate_loss": losses.get("surrogate", float("nan")),
                 "action_std": float(runner.alg.get_policy().output_std.detach().mean()),
+                "learning_rate": float(runner.alg.learning_rate),
                 "collect_s": round(t1 - t0, 3),
                 "update_s": round(t2 - t1, 3),
             }

@@ -102,10 +102,10 @@ class NoiseConfig:
 @dataclass(frozen=True)
 class PPOConfig:
     num_steps_per_env: int = 24
-    num_learning_epochs: int = 4
+    num_learning_epochs: int = 3
     num_mini_batches: int = 4
     learning_rate: float = 1.0e-3
-    schedule: str = "adaptive"
+    schedule: str = "fixed"  # or "adaptive" (learning rate from desired_kl)
     desired_kl: float = 0.01
     clip_param: float = 0.2
     gamma: float = 0.99
@@ -113,7 +113,7 @@ class PPOConfig:
     entropy_coef: float = 0.005
     value_loss_coef: float = 1.0
     max_grad_norm: float = 1.0
-    init_noise_std: float = 0.3
+    init_noise_std: float = 0.5
     actor_hidden: tuple[int, ...] = (256, 128, 128)
     critic_hidden: tuple[int, ...] = (256, 128, 128)
     residual: bool = True  # actor output is a residual around the reference joints (pipeline/learn/models.py)
@@ -140,7 +140,7 @@ class TrainConfig:
     loop: tuple[str, ...] = ("walk",)  # clips looped (root advancing) even if their source lacks cyclic: true
     robot: str = "g1"
     seed: int = 0
-    num_envs: int = 64
+    num_envs: int = 128
     episode_s: float = 10.0
     sim: SimConfig = SimConfig()
     reward: RewardConfig = RewardConfig()
@@ -284,6 +284,8 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
             )
         },
     )
+    if p.schedule not in ("fixed", "adaptive"):
+        raise InputError(where, f"train.ppo.schedule must be 'fixed' or 'adaptive', got '{p.schedule}'")
     if not (0 < p.gamma <= 1 and 0 <= p.lam <= 1):
         raise InputError(where, "train.ppo.gamma must be in (0, 1] and lam in [0, 1]")
     if cfg.num_envs * p.num_steps_per_env < p.num_mini_batches:
