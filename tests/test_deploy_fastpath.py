@@ -152,3 +152,28 @@ def test_reused_codec_buffers_equal_fresh_ones() -> None:
 
 def test_tilt_of_a_zero_quaternion_is_a_fall() -> None:
     assert tilt_deg(np.zeros(4)) == 180.0
+
+
+def test_warm_up_and_priority_leave_the_run_unchanged(bundle: Path) -> None:
+    """A real-time run with the pre-tick warm-up (and SCHED_FIFO where permitted) commands exactly what a plain
+    run commands: the warm-up has no effect but on the caches (no history push, buffers overwritten)."""
+    import os
+
+    from pipeline.deploy.runtime import Phase
+    from pipeline.deploy.safety import SafetyConfig
+
+    safety = SafetyConfig(soft_start_s=0.2, settle_s=0.06, damping_s=0.06)
+    logs = []
+    for warm_s, prio in ((0.0, 0), (0.004, 1)):
+        iface = SimInterface(control_dt=0.02, hold_s=5.0, realtime=True)
+        cfg = RunConfig(safety=safety, keyboard=False, warm_s=warm_s, rt_priority=prio)
+        result = Runtime(load_bundle(bundle), iface, cfg).run()
+        assert result.ok
+        logs.append(result.log)
+    plain, warm = logs
+    assert warm["meta"]["rt_priority"].startswith(("SCHED_FIFO 1", "not applied"))
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # restored
+    pol = plain["phase"] == Phase.POLICY
+    assert np.array_equal(pol, warm["phase"] == Phase.POLICY) and pol.sum() > 10
+    for key in ("obs", "action", "cmd_q", "joint_pos"):
+        np.testing.assert_array_equal(warm[key][pol], plain[key][pol])
