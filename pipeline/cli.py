@@ -118,6 +118,10 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tilt-deg", type=float, default=60.0, help="fall detection threshold")
     p.add_argument("--start-pose", choices=["default", "reference"], default="default",
                    help="soft start to the default pose or to the reference's first frame")  # fmt: skip
+    p.add_argument("--rt-priority", type=int, default=0,
+                   help="dds: run the control loop under SCHED_FIFO at this priority (needs CAP_SYS_NICE)")  # fmt: skip
+    p.add_argument("--warm-ms", type=float, default=2.0,
+                   help="dds: run the step's work (discarded) this long before each tick to keep it cache-hot")  # fmt: skip
 
     def run(a: argparse.Namespace) -> int:
         from pipeline.deploy.run import deploy, summary
@@ -126,7 +130,8 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
 
         safety = SafetyConfig(watchdog_s=a.watchdog_ms / 1e3, max_tilt_deg=a.max_tilt_deg)
         result = deploy(a.bundle, a.robot, iface=a.iface, domain=a.domain, robot=a.model, log_path=a.log,
-                        hold_s=a.hold_s, cfg=RunConfig(dry_run=a.dry_run, safety=safety, start_pose=a.start_pose))  # fmt: skip
+                        hold_s=a.hold_s, cfg=RunConfig(dry_run=a.dry_run, safety=safety, start_pose=a.start_pose,
+                                                 rt_priority=a.rt_priority, warm_s=a.warm_ms / 1e3))  # fmt: skip
         stats = ", ".join(f"{k} {v:.3f}" for k, v in summary(result).items())
         print(f"mimic deploy: {result.message} ({stats})")
         return 0
