@@ -1,12 +1,22 @@
-"""Rotation helpers. Quaternions are (w, x, y, z) everywhere; scipy's (x, y, z, w) never leaks out."""
+"""Rotation helpers. Quaternions are (w, x, y, z) everywhere; scipy's (x, y, z, w) never leaks out.
+
+scipy is imported only by the helpers that use it: the numpy-only ones (quat_mul, quat_conj, quat_rotate,
+yaw_quat, finite_difference) serve the deploy runtime, which does not install scipy.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+if TYPE_CHECKING:
+    from scipy.spatial.transform import Rotation
 
 
 def to_rotation(quat_wxyz: np.ndarray) -> Rotation:
+    from scipy.spatial.transform import Rotation
+
     q = np.asarray(quat_wxyz, dtype=np.float64)
     return Rotation.from_quat(q[..., [1, 2, 3, 0]].reshape(-1, 4))
 
@@ -55,6 +65,8 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
     m = np.asarray(m, dtype=np.float64)
     shape = m.shape[:-2]
     return from_rotation(Rotation.from_matrix(m.reshape(-1, 3, 3)), shape)

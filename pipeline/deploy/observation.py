@@ -31,6 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.geometry import quat_conj, quat_mul
+
+__all__ = [
+    "GRAVITY_W", "AnchorChain", "ObsTermSpec", "actor_layout", "actor_observation", "align_yaw",
+    "anchor_chain_from_model", "anchor_ori_error", "axis_angle_quat", "layout_json", "layout_size",
+    "projected_gravity", "quat_conj", "quat_mul", "quat_rotate_inv", "quat_to_matrix", "yaw_of",
+]  # fmt: skip
+
 GRAVITY_W = np.array([0.0, 0.0, -1.0])
 
 
@@ -67,24 +75,7 @@ def layout_json(layout: Sequence[ObsTermSpec]) -> list[dict[str, object]]:
 
 # ---- quaternion helpers (wxyz, batch over leading axes) -------------------------------------------------
 
-
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (..., 4) wxyz quaternions (broadcasting)."""
-    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
-    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
-
-
-def quat_conj(q: np.ndarray) -> np.ndarray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
+# quat_mul (Hamilton product, broadcasting) and quat_conj are pipeline.geometry's (numpy only, no scipy import)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
