@@ -177,3 +177,18 @@ def test_warm_up_and_priority_leave_the_run_unchanged(bundle: Path) -> None:
     assert np.array_equal(pol, warm["phase"] == Phase.POLICY) and pol.sum() > 10
     for key in ("obs", "action", "cmd_q", "joint_pos"):
         np.testing.assert_array_equal(warm[key][pol], plain[key][pol])
+
+
+def test_state_is_finite_equals_the_elementwise_check() -> None:
+    rng = np.random.default_rng(6)
+    for i in range(200):
+        state = _state(rng, np.zeros(N), spread=100.0)
+        if i % 2:
+            field = ("joint_pos", "joint_vel", "imu_quat", "imu_gyro")[i // 2 % 4]
+            getattr(state, field)[rng.integers(0, getattr(state, field).size)] = (np.nan, np.inf, -np.inf)[
+                i % 3
+            ]
+        want = all(
+            np.isfinite(getattr(state, f)).all() for f in ("joint_pos", "joint_vel", "imu_quat", "imu_gyro")
+        )
+        assert state.is_finite() == want

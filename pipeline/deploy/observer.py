@@ -117,6 +117,7 @@ class Observer:
             at += t.size
         self.size = at
         self._out64 = np.zeros(at)
+        self._views = {name: (self._out64[sl], scale) for name, (sl, scale) in self.slices.items()}
         self._out = np.zeros(at, np.float32)
         # the reference terms of every frame, scaled as actor_observation scales them
         self._ref_terms = {
@@ -138,26 +139,24 @@ class Observer:
 
     def frame(self, state: RobotState, k: int, last_action: np.ndarray) -> np.ndarray:
         """(D,) float32 observation at reference frame k. The array is reused: valid until the next call."""
-        out, s = self._out64, self.slices
         imu: Quat = tuple(state.imu_quat.tolist())  # type: ignore[assignment]
         anchor = self.single.anchor_quat(imu, state.joint_pos.tolist())
         for name, ref in self._ref_terms.items():
-            out[s[name][0]] = ref[k]
+            self._views[name][0][:] = ref[k]
         self._put("anchor_ori_error", anchor_ori_error_f(self._ref_anchor[k], anchor))
         self._put("projected_gravity_b", projected_gravity_f(imu))
         self._put("base_ang_vel_b", state.imu_gyro)
-        sl, scale = s["joint_pos_rel"]
-        np.subtract(state.joint_pos, self._default, out=out[sl])
+        dst, scale = self._views["joint_pos_rel"]
+        np.subtract(state.joint_pos, self._default, out=dst)
         if scale != 1.0:
-            out[sl] *= scale
+            dst *= scale
         self._put("joint_vel", state.joint_vel)
         self._put("last_action", last_action)
-        np.copyto(self._out, out, casting="same_kind")
+        np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
 
     def _put(self, name: str, v: np.ndarray | tuple[float, ...]) -> None:
-        sl, scale = self.slices[name]
-        dst = self._out64[sl]
+        dst, scale = self._views[name]
         dst[:] = v
         if scale != 1.0:
             dst *= scale

@@ -121,12 +121,15 @@ class TargetLimiter:
         np.add(state.joint_pos, hi, out=hi)
         np.minimum(self.upper, hi, out=hi)
         np.maximum(hi, lo, out=hi)
+        # np.clip(target, lo, hi) as its two ufuncs (np.clip's Python wrapper costs more than they do)
         if out is target:
-            np.clip(target, lo, hi, out=lo)  # lo is free again: compare before overwriting target
+            np.maximum(target, lo, out=lo)  # lo is free again: compare before overwriting target
+            np.minimum(lo, hi, out=lo)
             np.not_equal(lo, target, out=self._diff)
             np.copyto(out, lo)
         else:
-            np.clip(target, lo, hi, out=out)
+            np.maximum(target, lo, out=out)
+            np.minimum(out, hi, out=out)
             np.not_equal(out, target, out=self._diff)
         return int(np.count_nonzero(self._diff))
 
