@@ -40,15 +40,21 @@ def _state(rng: np.random.Generator, default: np.ndarray, spread: float = 0.5) -
                       rng.normal(size=3), rng.normal(size=3))  # fmt: skip
 
 
-@pytest.mark.parametrize("scaled", [False, True])
-def test_observer_fast_path_is_bit_identical(bundle: Path, scaled: bool) -> None:
+@pytest.mark.parametrize("variant", ["contract", "scaled", "subset"])
+def test_observer_fast_path_is_bit_identical(bundle: Path, variant: str) -> None:
     b = load_bundle(bundle)
     c = b.contract
-    if scaled:  # every term scaled differently: the fast path must scale as actor_observation does
+    if (
+        variant == "scaled"
+    ):  # every term scaled differently: the fast path must scale as actor_observation does
         terms = tuple(ObsTerm(t.name, t.size, 0.25 + 0.37 * i) for i, t in enumerate(c.obs_terms))
         c = dataclasses.replace(c, obs_terms=terms)
+    if variant == "subset":  # a layout with some terms left out and others reordered
+        by_name = {t.name: t for t in c.obs_terms}
+        names = ("joint_vel", "projected_gravity_b", "ref_joint_pos", "last_action", "anchor_ori_error")
+        c = dataclasses.replace(c, obs_terms=tuple(by_name[n] for n in names))
     ob = Observer(c, b.motion, AnchorChain.from_json(c.anchor_chain))
-    rng = np.random.default_rng(1 + scaled)
+    rng = np.random.default_rng(len(variant))
     compared = 0
     for i in range(400):
         state = _state(rng, c.default_joint_pos, spread=0.3 if i % 2 else 1.5)

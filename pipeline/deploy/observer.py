@@ -140,18 +140,23 @@ class Observer:
     def frame(self, state: RobotState, k: int, last_action: np.ndarray) -> np.ndarray:
         """(D,) float32 observation at reference frame k. The array is reused: valid until the next call."""
         imu: Quat = tuple(state.imu_quat.tolist())  # type: ignore[assignment]
-        anchor = self.single.anchor_quat(imu, state.joint_pos.tolist())
         for name, ref in self._ref_terms.items():
             self._views[name][0][:] = ref[k]
-        self._put("anchor_ori_error", anchor_ori_error_f(self._ref_anchor[k], anchor))
-        self._put("projected_gravity_b", projected_gravity_f(imu))
-        self._put("base_ang_vel_b", state.imu_gyro)
-        dst, scale = self._views["joint_pos_rel"]
-        np.subtract(state.joint_pos, self._default, out=dst)
-        if scale != 1.0:
-            dst *= scale
-        self._put("joint_vel", state.joint_vel)
-        self._put("last_action", last_action)
+        views = self._views
+        if "anchor_ori_error" in views:
+            anchor = self.single.anchor_quat(imu, state.joint_pos.tolist())
+            self._put("anchor_ori_error", anchor_ori_error_f(self._ref_anchor[k], anchor))
+        if "projected_gravity_b" in views:
+            self._put("projected_gravity_b", projected_gravity_f(imu))
+        if "joint_pos_rel" in views:
+            dst, scale = views["joint_pos_rel"]
+            np.subtract(state.joint_pos, self._default, out=dst)
+            if scale != 1.0:
+                dst *= scale
+        for name, v in (("base_ang_vel_b", state.imu_gyro), ("joint_vel", state.joint_vel),
+                        ("last_action", last_action)):  # fmt: skip
+            if name in views:
+                self._put(name, v)
         np.copyto(self._out, self._out64, casting="same_kind")
         return self._out
 
