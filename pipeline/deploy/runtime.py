@@ -63,7 +63,7 @@ class RunConfig:
     rt_priority: int = 0  # > 0: run the loop thread under SCHED_FIFO at this priority (real-time robots only)
     # real-time robots: run the step's work (discarded) back to back for this long before each policy tick, so
     # its code and data are hot when the state arrives (costs warm_s / control_dt of a core; 0 = plain sleep)
-    warm_s: float = 0.0
+    warm_s: float = 0.002
 
 
 @dataclass(frozen=True)
