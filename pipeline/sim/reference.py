@@ -212,13 +212,27 @@ class MotionReference:
         sel = (row,) if bodies is None else (row[:, None], np.asarray(bodies)[None, :])
         yaw = self.cycle_yaw[clip, cycle]
         trans = self.cycle_trans[clip, cycle]
-        qz = yaw_quat(yaw)[:, None, :]
-        rot = lambda v: _rotz(yaw[:, None], v)  # noqa: E731
+        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+
+        def rot(v: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+            out = np.empty_like(v)
+            out[..., 0] = c * v[..., 0] - s * v[..., 1]
+            out[..., 1] = s * v[..., 0] + c * v[..., 1]
+            out[..., 2] = v[..., 2]
+            return out if shift is None else out + shift[:, None, :]
+
+        ch, sh = np.cos(yaw / 2)[:, None], np.sin(yaw / 2)[:, None]
+        b = self.body_quat_w[sel]
+        quat = np.empty_like(b)  # (cos(yaw/2), 0, 0, sin(yaw/2)) * b
+        quat[..., 0] = ch * b[..., 0] - sh * b[..., 3]
+        quat[..., 1] = ch * b[..., 1] - sh * b[..., 2]
+        quat[..., 2] = ch * b[..., 2] + sh * b[..., 1]
+        quat[..., 3] = ch * b[..., 3] + sh * b[..., 0]
         return {
             "joint_pos": self.joint_pos[row],
             "joint_vel": self.joint_vel[row],
-            "body_pos_w": rot(self.body_pos_w[sel]) + trans[:, None, :],
-            "body_quat_w": quat_mul(qz, self.body_quat_w[sel]),
+            "body_pos_w": rot(self.body_pos_w[sel], trans),
+            "body_quat_w": quat,
             "body_lin_vel_w": rot(self.body_lin_vel_w[sel]),
             "body_ang_vel_w": rot(self.body_ang_vel_w[sel]),
             "done": (~cyclic) & (step >= length - 1),

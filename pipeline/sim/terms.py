@@ -20,20 +20,31 @@ if TYPE_CHECKING:
     from pipeline.sim.task import TrackingEnv
 
 
-def yaw_only(q: np.ndarray) -> np.ndarray:
-    yaw = dob.yaw_of(q)
-    z = np.zeros_like(yaw)
-    return np.stack([np.cos(yaw / 2), z, z, np.sin(yaw / 2)], -1)
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return dob.quat_rotate_inv(dob.quat_conj(q), v)
-
-
 def quat_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation angle (rad) between (..., 4) quaternions."""
-    d = np.abs(np.sum(a * b, axis=-1)) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-    return 2.0 * np.arccos(np.clip(d, 0.0, 1.0))
+    """Rotation angle (rad) between (..., 4) unit quaternions."""
+    d = np.abs(np.einsum("...i,...i->...", a, b))
+    return 2.0 * np.arccos(np.minimum(d, 1.0))
+
+
+def gravity_z(q: np.ndarray) -> np.ndarray:
+    """z component of the gravity direction in the frame of (..., 4) unit quaternions (-R[2, 2])."""
+    return 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2) - 1.0
+
+
+def _matrix(q: np.ndarray) -> np.ndarray:
+    """(..., 4) unit wxyz -> (..., 3, 3)."""
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    m = np.empty((*q.shape[:-1], 3, 3))
+    m[..., 0, 0] = 1 - 2 * (y * y + z * z)
+    m[..., 0, 1] = 2 * (x * y - w * z)
+    m[..., 0, 2] = 2 * (x * z + w * y)
+    m[..., 1, 0] = 2 * (x * y + w * z)
+    m[..., 1, 1] = 1 - 2 * (x * x + z * z)
+    m[..., 1, 2] = 2 * (y * z - w * x)
+    m[..., 2, 0] = 2 * (x * z - w * y)
+    m[..., 2, 1] = 2 * (y * z + w * x)
+    m[..., 2, 2] = 1 - 2 * (x * x + y * y)
+    return m
 
 
 def robot_state(be: Backend, anchor: int, pelvis: int, tracked: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,15 +69,21 @@ def relative_reference(
     ``anchor``/``tracked`` index the reference's bodies (TrackingEnv.r_anchor, r_tracked)."""
     ref_anchor_pos = ref["body_pos_w"][:, anchor]
     ref_anchor_quat = ref["body_quat_w"][:, anchor]
-    delta_pos = state["anchor_pos_w"].copy()
-    delta_pos[:, 2] = ref_anchor_pos[:, 2]
-    delta_ori = yaw_only(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_anchor_quat)))
-    body_pos = ref["body_pos_w"][:, tracked]
-    body_quat = ref["body_quat_w"][:, tracked]
-    k = body_pos.shape[1]
-    rot = np.repeat(delta_ori[:, None, :], k, axis=1)
-    rel_pos = delta_pos[:, None, :] + quat_rotate(rot, body_pos - ref_anchor_pos[:, None, :])
-    rel_quat = dob.quat_mul(rot, body_quat)
+    yaw = dob.yaw_of(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_anchor_quat)))[:, None]
+    c, s = np.cos(yaw), np.sin(yaw)
+    d = ref["body_pos_w"][:, tracked] - ref_anchor_pos[:, None, :]
+    rel_pos = np.empty_like(d)
+    rel_pos[..., 0] = state["anchor_pos_w"][:, None, 0] + c * d[..., 0] - s * d[..., 1]
+    rel_pos[..., 1] = state["anchor_pos_w"][:, None, 1] + s * d[..., 0] + c * d[..., 1]
+    rel_pos[..., 2] = ref_anchor_pos[:, None, 2] + d[..., 2]
+    # (cos(yaw/2), 0, 0, sin(yaw/2)) * body_quat
+    b = ref["body_quat_w"][:, tracked]
+    ch, sh = np.cos(yaw / 2), np.sin(yaw / 2)
+    rel_quat = np.empty_like(b)
+    rel_quat[..., 0] = ch * b[..., 0] - sh * b[..., 3]
+    rel_quat[..., 1] = ch * b[..., 1] - sh * b[..., 2]
+    rel_quat[..., 2] = ch * b[..., 2] + sh * b[..., 1]
+    rel_quat[..., 3] = ch * b[..., 3] + sh * b[..., 0]
     return rel_pos, rel_quat
 
 
@@ -105,9 +122,7 @@ def terminations(
     """(E,) bool: anchor height, anchor tilt, or an end effector's height too far from the reference."""
     a = env.r_anchor
     height = np.abs(ref["body_pos_w"][:, a, 2] - state["anchor_pos_w"][:, 2]) > cfg.anchor_height
-    g_ref = dob.projected_gravity(ref["body_quat_w"][:, a])[:, 2]
-    g = dob.projected_gravity(state["anchor_quat_w"])[:, 2]
-    tilt = np.abs(g_ref - g) > cfg.anchor_ori
+    tilt = np.abs(gravity_z(ref["body_quat_w"][:, a]) - gravity_z(state["anchor_quat_w"])) > cfg.anchor_ori
     ee_err = (
         np.abs(ref["body_pos_w"][:, env.r_ee, 2] - env.backend.xpos[:, env.end_effectors, 2])
         > cfg.end_effector_height
@@ -121,19 +136,18 @@ def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarr
     frame, base velocities, proprioception, foot contact forces, randomized parameters."""
     be, a = env.backend, env.anchor
     anchor_pos, anchor_quat = be.xpos[:, a], be.xquat[:, a]
-    k = len(env.tracked)
-    aq = np.repeat(anchor_quat[:, None, :], k, axis=1)
-    body_pos_b = dob.quat_rotate_inv(aq, be.xpos[:, env.tracked] - anchor_pos[:, None, :])
-    body_rel = dob.quat_mul(dob.quat_conj(aq), be.xquat[:, env.tracked])
-    body_ori_b = dob.quat_to_matrix(body_rel)[..., :2].reshape(env.num_envs, -1)
+    rot_a = _matrix(anchor_quat)  # (E, 3, 3)
+    # R_a^T v as v R_a (row vectors), R_a^T R_body
+    body_pos_b = (be.xpos[:, env.tracked] - anchor_pos[:, None, :]) @ rot_a
+    body_ori_b = rot_a.transpose(0, 2, 1)[:, None] @ _matrix(be.xquat[:, env.tracked])[..., :2]
     pelvis_quat = be.qpos[:, 3:7]
     parts = [
         ref["joint_pos"],
         ref["joint_vel"],
-        dob.quat_rotate_inv(anchor_quat, ref["body_pos_w"][:, env.r_anchor] - anchor_pos),
+        ((ref["body_pos_w"][:, env.r_anchor] - anchor_pos)[:, None, :] @ rot_a)[:, 0],
         dob.anchor_ori_error(ref["body_quat_w"][:, env.r_anchor], anchor_quat),
         body_pos_b.reshape(env.num_envs, -1),
-        body_ori_b,
+        body_ori_b.reshape(env.num_envs, -1),
         dob.quat_rotate_inv(pelvis_quat, be.qvel[:, :3]),
         be.qvel[:, 3:6],
         dob.projected_gravity(pelvis_quat),
