@@ -8,6 +8,8 @@
 - references in the same run: onnxruntime inference alone on the same policy (the floor of the loop), and the
   observation through the batched training function (B = 1) that the runtime's fast path replaces.
 - rtt: rt/lowcmd -> an echo process -> rt/lowstate on loopback (CycloneDDS 0.10), 500 Hz, with the same codec.
+- the machine during the loop: busy and steal (time the hypervisor gave the CPUs to others) percentages of
+  all CPUs, and the load average; on a shared or virtual machine they explain most of the p99.
 - peak memory of this process (the runtime side: numpy, onnxruntime, mujoco, CycloneDDS; no torch): ru_maxrss and
   VmHWM (the same unless this process was forked from a larger one).
 
@@ -206,6 +208,12 @@ def step_us(bundle: Any, calls: int) -> dict[str, np.ndarray]:
     return {k: v / 1e3 for k, v in out.items()}
 
 
+def _cpu_times() -> np.ndarray:
+    """The machine's CPU time counters (/proc/stat 'cpu': user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as f:
+        return np.array([int(v) for v in f.readline().split()[1:9]], dtype=np.float64)
+
+
 def _vmhwm_mib() -> float:
     """Peak RSS of this process image (/proc VmHWM; ru_maxrss also counts a parent's size at fork)."""
     with open("/proc/self/status") as f:
@@ -254,12 +262,14 @@ def main() -> None:
                          "--hold-s", "1000"])  # fmt: skip
         try:
             itf = DdsInterface("g1", domain=domain, iface="lo")
+            cpu0 = _cpu_times()
             safety = SafetyConfig(soft_start_s=0.5, settle_s=0.1, damping_s=0.2, watchdog_s=0.5)
             result = Runtime(
                 bundle,
                 itf,
                 RunConfig(safety=safety, keyboard=False, rt_priority=a.rt_priority, warm_s=a.warm_ms / 1e3),
             ).run()
+            cpu = _cpu_times() - cpu0
             itf.close()
         finally:
             _stop(bridge)
@@ -297,6 +307,8 @@ def main() -> None:
         "bar_loop_compute_p99_le_1ms": bool(p(compute, 99) <= 1.0),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_vmhwm_mib": _vmhwm_mib(),
+        "loop_cpu_busy_pct": round(100 * float(1 - cpu[3:5].sum() / max(cpu.sum(), 1)), 1),
+        "loop_cpu_steal_pct": round(100 * float(cpu[7] / max(cpu.sum(), 1)), 1),
         "load_avg_1min_start": round(load_start, 2),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }))  # fmt: skip
