@@ -216,13 +216,45 @@ def robot_kinematics(robot: str) -> RobotKinematics:
     )
 
 
+def kinematic_tree(pmodel) -> tuple[np.ndarray, ...]:
+    """The arrays :func:`pipeline.retarget.kernels.forward_kinematics` reads from a pinocchio model of a free
+    flyer and revolute joints: parent (nj,), axis code (nj,), joint placements (nj, 3, 3) and (nj, 3), idx_q,
+    idx_v (nj,)."""
+    from pipeline.retarget.kernels import FREE_FLYER
+
+    codes = {"JointModelFreeFlyer": FREE_FLYER, "JointModelRX": 0, "JointModelRY": 1, "JointModelRZ": 2}
+    nj = pmodel.njoints
+    axis = np.zeros(nj, dtype=np.int64)
+    for i in range(1, nj):
+        name = pmodel.joints[i].shortname()
+        if name not in codes:
+            raise InputError(str(pmodel.names[i]), f"joint type {name} is not supported by the IK kinematics")
+        axis[i] = codes[name]
+    return (
+        np.array(list(pmodel.parents), dtype=np.int64),
+        axis,
+        np.array([m.rotation for m in pmodel.jointPlacements]),
+        np.array([m.translation for m in pmodel.jointPlacements]),
+        np.array([j.idx_q if i else 0 for i, j in enumerate(pmodel.joints)], dtype=np.int64),
+        np.array([j.idx_v if i else 0 for i, j in enumerate(pmodel.joints)], dtype=np.int64),
+    )
+
+
 class Frame:
-    """Kinematic state at one configuration: joint placements and the world Jacobian (after :meth:`update`)."""
+    """Kinematic state at one configuration: joint placements and the world Jacobian (after :meth:`update`).
+
+    The forward kinematics is the compiled :func:`pipeline.retarget.kernels.forward_kinematics` (the same
+    numbers as pinocchio's ``computeJointJacobians``, which the tests check).
+    """
 
     def __init__(self, kin: RobotKinematics) -> None:
         self.kin = kin
         self.data = kin.new_data()
-        self._ids = [int(j) for j in kin.joint_ids]
+        self._ids = np.asarray(kin.joint_ids, dtype=np.int64)
+        self.tree = kinematic_tree(kin.model)
+        nj = len(self.tree[0])
+        self.rot_all = np.zeros((nj, 3, 3))  # every joint's world rotation
+        self.pos_all = np.zeros((nj, 3))
         self.pos = np.zeros((len(self._ids), 3))  # (U, 3) joint origins, world
         self.rot = np.zeros((len(self._ids), 3, 3))  # (U, 3, 3) joint rotations, world
         self.J = np.zeros((6, kin.nv))  # world-frame Jacobian columns [v; w] at the world origin
@@ -230,17 +262,17 @@ class Frame:
 
     def update(self, q: np.ndarray) -> Frame:
         """Recompute at ``q`` (nq,); a no-op when ``q`` equals the configuration of the last update."""
-        import pinocchio as pin
+        from pipeline.retarget.kernels import forward_kinematics
 
         if self._q is not None and bool((q == self._q).all()):
             return self
-        self._q = np.array(q)
-        pin.computeJointJacobians(self.kin.model, self.data, q)
-        omi = self.data.oMi
-        h = np.array([omi[j].homogeneous for j in self._ids])
-        self.pos = h[:, :3, 3]
-        self.rot = h[:, :3, :3]
-        self.J = np.array(self.data.J)
+        self._q = np.array(q, dtype=float)
+        parent, axis, jp_rot, jp_pos, idx_q, idx_v = self.tree
+        forward_kinematics(
+            self._q, parent, axis, jp_rot, jp_pos, idx_q, idx_v, self.rot_all, self.pos_all, self.J
+        )
+        self.pos = self.pos_all[self._ids]
+        self.rot = self.rot_all[self._ids]
         return self
 
     def points(self, slot: np.ndarray, local: np.ndarray) -> np.ndarray:
