@@ -149,7 +149,12 @@ def test_assembled_qp_matches_the_numpy_formulation(kin, seed):
         solver.anchor[f, rng.integers(3)] = np.nan
     shrink = 0.5
     got = []
-    solver.solve_qp = lambda *qp: (got.append([np.array(a) for a in qp]), (np.zeros(kin.nv), 1))[1]
+
+    def record(*qp):
+        got.append([np.array(a) for a in qp])
+        return np.zeros(kin.nv), 1
+
+    solver.solve_qp = record
     solver._step(q, q_prev, target_pos, target_rot, plant, True, shrink)
     ref = reference_qp(solver, q, q_prev, target_pos, target_rot, plant, shrink)
     assert got[0][4].shape == ref[4].shape

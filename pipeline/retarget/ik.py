@@ -67,6 +67,12 @@ class FrameSolver:
         self.reg[6:] += cfg.previous_weight + cfg.default_weight
         self.reg[:6] += cfg.previous_weight
         self.vmax = kin.velocity_limit * cfg.velocity_scale * self.dt
+        # Per joint slot, the tangent columns that move it (ascending), for the sparse products of the QP.
+        self.n_support = (kin.mask != 0).sum(axis=1).astype(np.int64)
+        self.support = np.zeros(kin.mask.shape, dtype=np.int64)
+        for s, row in enumerate(kin.mask):
+            cols = np.flatnonzero(row)
+            self.support[s, : len(cols)] = cols
         caps = kin.capsules
         g = len(caps.slot)
         # Capsule end points: a (G) then b (G).
@@ -121,7 +127,7 @@ class FrameSolver:
         # The trust region: the linearisation (and the activation distance of the floor and collision rows)
         # holds for steps of this size.
         m, n_floor, plant_rows = assemble(
-            fr.J, fr.rot, fr.pos, kin.mask,
+            fr.J, fr.rot, fr.pos, kin.mask, self.support, self.n_support,
             kin.kp_slot, kin.kp_local, self.sqrt_wp, np.ascontiguousarray(target_pos, dtype=float),
             self.rot_slot, self.rot_local, self.sqrt_wr, np.ascontiguousarray(target_rot, dtype=float),
             kin.sole_slot, kin.sole_local, np.ascontiguousarray(plant, dtype=np.int64), self.anchor,

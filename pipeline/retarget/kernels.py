@@ -245,6 +245,30 @@ def _normal_row(J, mask_row, x, n, out):  # pragma: no cover
 
 
 @njit(cache=True)
+def _rank_one(H, g, row, res, cols, n):  # pragma: no cover
+    """Upper triangle of H += row row^T and g += row res, over the (ascending) nonzero columns cols[:n]."""
+    for ii in range(n):
+        i = cols[ii]
+        ai = row[i]
+        g[i] += ai * res
+        for jj in range(ii, n):
+            j = cols[jj]
+            H[i, j] += ai * row[j]
+
+
+@njit(cache=True)
+def _rank_one_weighted(H, g, wrow, row, res, cols, n):  # pragma: no cover
+    """Upper triangle of H += wrow row^T and g += wrow res, over the (ascending) nonzero columns cols[:n]."""
+    for ii in range(n):
+        i = cols[ii]
+        ai = wrow[i]
+        g[i] += ai * res
+        for jj in range(ii, n):
+            j = cols[jj]
+            H[i, j] += ai * row[j]
+
+
+@njit(cache=True)
 def _keep_out(dist, margin):  # pragma: no cover
     """Lower bound on the linearised change of a distance (see :func:`pipeline.retarget.ik._keep_out`)."""
     if dist < 0.0:
@@ -288,61 +312,30 @@ def penetrates(
 
 @njit(cache=True)
 def assemble(  # pragma: no cover
-    J,
-    rot,
-    pos,
-    mask,  # kinematics at q: (6, nv), (U, 3, 3), (U, 3), (U, nv)
-    kp_slot,
-    kp_local,
-    sqrt_wp,
-    target_pos,  # (K,), (K, 3), (K,), (K, 3)
-    rot_slot,
-    rot_local,
-    sqrt_wr,
-    target_rot,  # (O,), (O, 3, 3), (O,), (O, 3, 3)
-    sole_slot,
-    sole_local,
-    plant,
-    anchor,  # (2,), (2, 3, 3), (2,) modes, (2, 3, 2) (NaN: not held)
-    end_slot,
-    end_local,
-    end_radius,  # (2G,), (2G, 3), (2G,): capsule ends a then b
-    pair_i,
-    pair_j,
-    pair_act_sq,
-    pair_rad,  # (P,)
-    q,
-    q_default,
-    dprev,
-    lower,
-    upper,
-    vmax,
-    limit_velocity,  # (nq,), (nq,), (nv,), (N,) x 3, bool
-    reg,
-    previous_weight,
-    default_weight,
-    bound_step,
-    root_step,  # (nv,), scalars
-    act,
-    floor_margin,
-    collision_margin,
-    plant_height,
-    plant_tolerance,
-    plant_weight,
-    roll_lift,
-    A,
-    H,
-    g,
-    lb,
-    ub,
-    C,
-    cl,
-    cu,  # outputs: A (rows, nv) scratch; C (max rows, nv)
-):
+    J, rot, pos, mask, support, n_support,
+    kp_slot, kp_local, sqrt_wp, target_pos,
+    rot_slot, rot_local, sqrt_wr, target_rot,
+    sole_slot, sole_local, plant, anchor,
+    end_slot, end_local, end_radius,
+    pair_i, pair_j, pair_act_sq, pair_rad,
+    q, q_default, dprev, lower, upper, vmax, limit_velocity,
+    reg, previous_weight, default_weight, bound_step, root_step,
+    act, floor_margin, collision_margin, plant_height, plant_tolerance, plant_weight, roll_lift,
+    A, H, g, lb, ub, C, cl, cu,
+):  # fmt: skip
     """Write one iteration's QP (see :mod:`pipeline.retarget.ik`) into H, g, lb, ub and C[:m], cl[:m], cu[:m].
 
+    Kinematics at q: ``J`` (6, nv), ``rot`` (U, 3, 3), ``pos`` (U, 3) per joint slot, ``mask`` (U, nv) 1.0 on
+    the columns that move a slot, ``support`` (U, nv) those columns ascending, ``n_support`` (U,) how many.
+    Keypoints: ``kp_slot`` (K,), ``kp_local`` (K, 3), ``sqrt_wp`` (K,) root weights, ``target_pos`` (K, 3);
+    orientation tasks: ``rot_slot`` (O,), ``rot_local`` (O, 3, 3), ``sqrt_wr`` (O,), ``target_rot`` (O, 3, 3).
+    Feet: ``sole_slot`` (2,), ``sole_local`` (2, 3, 3) heel/centre/toe, ``plant`` (2,) modes, ``anchor``
+    (2, 3, 2) held xy (NaN: not held). Capsules: ends a then b, ``end_slot`` (2G,), ``end_local`` (2G, 3),
+    ``end_radius`` (2G,); pairs ``pair_i``, ``pair_j`` (P,) with their broad-phase squared thresholds
+    ``pair_act_sq`` and radius sums ``pair_rad``.
     ``dprev``: difference(q_prev, q); velocity bounds (``vmax`` per hinge, relative to the previous frame) apply
     when ``limit_velocity``; ``bound_step`` / ``root_step``: the trust region of hinges / root coordinates.
+    Outputs: ``A`` (3K + 3O, nv) scratch, H (nv, nv), g, lb, ub (nv,), C (rows, nv), cl, cu (rows,).
     Rows of C: floor rows (capsule end spheres near the floor), the planted-feet rows, then capsule pairs.
     Returns (m, number of floor rows, number of plant rows).
     """
@@ -350,22 +343,27 @@ def assemble(  # pragma: no cover
     k = kp_slot.shape[0]
     o = rot_slot.shape[0]
     x = np.empty(3)
-    # Cost rows: weighted keypoint position rows then orientation rows, A (3K + 3O, nv) and residual r.
+    # Cost rows: weighted keypoint position rows then orientation rows, A (3K + 3O, nv) and residual r, written
+    # only in the columns that move the row's body (``support``); H = A^T A and g = A^T r accumulate row by
+    # row over those columns (upper triangle, mirrored below at the end).
     nr = 3 * (k + o)
     r = np.empty(nr)
-    A[:nr] = 0.0
+    H[:] = 0.0
+    g[:] = 0.0
     for p in range(k):
         s = kp_slot[p]
         _point(rot, pos, s, kp_local[p], x)
         w = sqrt_wp[p]
         for a in range(3):
             r[3 * p + a] = w * (x[a] - target_pos[p, a])
-        for v in range(nv):
-            if mask[s, v] != 0.0:
-                # J_x = J_v + J_w x x
-                A[3 * p, v] = w * (J[0, v] + J[4, v] * x[2] - J[5, v] * x[1])
-                A[3 * p + 1, v] = w * (J[1, v] + J[5, v] * x[0] - J[3, v] * x[2])
-                A[3 * p + 2, v] = w * (J[2, v] + J[3, v] * x[1] - J[4, v] * x[0])
+        for ii in range(n_support[s]):
+            v = support[s, ii]
+            # J_x = J_v + J_w x x
+            A[3 * p, v] = w * (J[0, v] + J[4, v] * x[2] - J[5, v] * x[1])
+            A[3 * p + 1, v] = w * (J[1, v] + J[5, v] * x[0] - J[3, v] * x[2])
+            A[3 * p + 2, v] = w * (J[2, v] + J[3, v] * x[1] - J[4, v] * x[0])
+        for a in range(3):
+            _rank_one(H, g, A[3 * p + a], r[3 * p + a], support[s], n_support[s])
     rb = np.empty((3, 3))
     e = np.empty((3, 3))
     err = np.empty(3)
@@ -397,24 +395,10 @@ def assemble(  # pragma: no cover
         row = 3 * (k + p)
         for a in range(3):
             r[row + a] = w * err[a]
-            for v in range(nv):
-                if mask[s, v] != 0.0:
-                    A[row + a, v] = w * (m3[a, 0] * J[3, v] + m3[a, 1] * J[4, v] + m3[a, 2] * J[5, v])
-    # H = A^T A + diag(reg), g = A^T r + the posture terms.
-    for i in range(nv):
-        for j in range(i, nv):
-            s2 = 0.0
-            for rr in range(nr):
-                s2 += A[rr, i] * A[rr, j]
-            H[i, j] = s2
-            H[j, i] = s2
-        H[i, i] += reg[i]
-        s2 = 0.0
-        for rr in range(nr):
-            s2 += A[rr, i] * r[rr]
-        g[i] = s2 + previous_weight * dprev[i]
-        if i >= 6:
-            g[i] += default_weight * (q[i + 1] - q_default[i + 1])
+            for ii in range(n_support[s]):
+                v = support[s, ii]
+                A[row + a, v] = w * (m3[a, 0] * J[3, v] + m3[a, 1] * J[4, v] + m3[a, 2] * J[5, v])
+            _rank_one(H, g, A[row + a], r[row + a], support[s], n_support[s])
     # Box: the root moves at most root_step per coordinate; hinges within their bounds and the trust region
     # (never excluding 0, so the current pose stays feasible).
     for v in range(6):
@@ -446,6 +430,7 @@ def assemble(  # pragma: no cover
     # Planted feet: held sole points stay below plant_height, rolling feet keep the free end roll_lift higher,
     # held points stay within plant_tolerance of their anchors (and are pulled onto them by a stiff cost).
     sx = np.empty((3, 3))
+    wrow = np.empty(nv)
     for f in range(2):
         mode = plant[f]
         if mode == FREE:
@@ -492,16 +477,20 @@ def assemble(  # pragma: no cover
                 cl[m + a] = anchor[f, i, a] - plant_tolerance - sx[i, a]
                 cu[m + a] = anchor[f, i, a] + plant_tolerance - sx[i, a]
                 # Stiff anchor cost on the held row: H += w c c^T, g += w c (x - anchor).
-                resid = sx[i, a] - anchor[f, i, a]
-                for u in range(nv):
-                    cu_ = C[m + a, u]
-                    if cu_ == 0.0:
-                        continue
-                    g[u] += plant_weight * cu_ * resid
-                    for v in range(nv):
-                        H[u, v] += plant_weight * cu_ * C[m + a, v]
+                for ii in range(n_support[s]):
+                    v = support[s, ii]
+                    wrow[v] = plant_weight * C[m + a, v]
+                _rank_one_weighted(H, g, wrow, C[m + a], sx[i, a] - anchor[f, i, a], support[s], n_support[s])
             m += 2
     n_plant = m - n_floor
+    # H: mirror the upper triangle, add the damping/posture diagonal; g: the posture terms.
+    for i in range(nv):
+        for j in range(i + 1, nv):
+            H[j, i] = H[i, j]
+        H[i, i] += reg[i]
+        g[i] += previous_weight * dprev[i]
+        if i >= 6:
+            g[i] += default_weight * (q[i + 1] - q_default[i + 1])
     # Self-collision: broad phase on capsule mid points, then segment distances; rows for pairs closer than act.
     g_caps = n_end // 2
     c1 = np.empty(3)

@@ -2,7 +2,8 @@
 
 Each function reads a :class:`~pipeline.retarget.kinematics.Frame` (updated at ``q``) and returns the value and
 its Jacobian with respect to a tangent step ``dq`` (nv,), ``q' = integrate(q, dq)``; tests compare every
-Jacobian with finite differences.
+Jacobian with finite differences. The IK's hot path computes the same quantities in compiled code
+(:mod:`pipeline.retarget.kernels`); tests check it against these functions.
 """
 
 from __future__ import annotations
