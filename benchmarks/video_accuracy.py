@@ -1,9 +1,9 @@
 """Video extraction measured against ground truth: one JSON line per clip.
 
-Each mocap clip (CMU BVH from ../shared/data/cmu, DeepMimic clips shipped with pybullet) drives a clothed
-capsule body rendered offscreen (pipeline.motion.video_synth) from a fixed camera with known intrinsics; the
-video goes through read_clip like any user video (intrinsics and subject height as clip params), and the
-result is compared with the clip resampled to the video's rate:
+Each mocap clip (CMU BVH from ../shared/data/cmu, DeepMimic clips shipped with pybullet) drives the Anny body
+mesh, rendered offscreen (pipeline.motion.video_synth) from a fixed camera with known intrinsics; the video goes
+through read_clip like any user video (intrinsics and subject height as clip params), and the result is
+compared with the body's own keypoints (the ground truth), at the video's rate:
 
 - PA-MPJPE: mean joint position error over the 17 keypoints after per-frame Procrustes alignment (mm); the
   same for the raw MediaPipe landmarks (no smoothing, no skeleton) as the reference in the same run.
@@ -60,7 +60,7 @@ def evaluate(spec: str, workdir: Path, fps: float, loops: int) -> dict:
         truth = _repeat(truth, loops)
     video = workdir / f"{spec.replace(':', '_')}.mp4"
     t0 = time.perf_counter()
-    cam = render_video(truth, video, camera=default_camera(truth))
+    cam, truth = render_video(truth, video, camera=default_camera(truth))
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     got = read_clip(video, subject_height=truth.subject_height, video=cam.intrinsics())

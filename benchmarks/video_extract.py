@@ -72,7 +72,7 @@ def main() -> None:
         n = min(a.frames, truth.num_frames)
         truth = truth.replace(pos_w=truth.pos_w[:n], quat_w=truth.quat_w[:n], contacts=truth.contacts[:n])
         video = Path(tmp) / "rendered.mp4"
-        cam = render_video(truth, video, camera=default_camera(truth, width=640, height=480))
+        cam, truth = render_video(truth, video, camera=default_camera(truth, width=640, height=480))
         fps, cpu_fps, kept = extract_fps(video, subject_height=truth.subject_height, video=cam.intrinsics())
         out["rendered_640x480"] = {
             "frames": n,

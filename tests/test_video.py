@@ -169,7 +169,8 @@ def test_video_without_a_person_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def truth_video(tmp_path_factory: pytest.TempPathFactory):
-    """A 2 s excerpt of a CMU clip rendered with known intrinsics: (truth motion, mp4 path, camera)."""
+    """A 2 s excerpt of a CMU clip driving the Anny body, rendered with known intrinsics: (the body's own
+    keypoints as the truth motion, mp4 path, camera)."""
     pytest.importorskip("mediapipe")
     from pipeline.motion import read_clip
     from pipeline.motion.video_synth import default_camera, render_video
@@ -178,10 +179,41 @@ def truth_video(tmp_path_factory: pytest.TempPathFactory):
     if not clip.exists():
         pytest.skip(f"{clip} not present")
     full = read_clip(clip, fps=30.0)
-    truth = full.replace(pos_w=full.pos_w[90:150], quat_w=full.quat_w[90:150], contacts=full.contacts[90:150])
+    clip = full.replace(pos_w=full.pos_w[90:150], quat_w=full.quat_w[90:150], contacts=full.contacts[90:150])
     path = tmp_path_factory.mktemp("video") / "truth.mp4"
-    cam = render_video(truth, path, camera=default_camera(truth, width=480, height=360))
+    cam, truth = render_video(clip, path, camera=default_camera(clip, width=480, height=360))
     return truth, path, cam
+
+
+def test_body_mesh_follows_the_clip_and_stands_on_the_floor() -> None:
+    pytest.importorskip("anny")
+    from pipeline.motion import read_clip
+    from pipeline.motion.video_synth import pose_body
+
+    clip = DATA / "cmu" / "131_02.bvh"
+    if not clip.exists():
+        pytest.skip(f"{clip} not present")
+    full = read_clip(clip, fps=30.0)
+    m = full.replace(pos_w=full.pos_w[:90], quat_w=full.quat_w[:90], contacts=full.contacts[:90])
+    body = pose_body(m)
+    truth = body.truth
+    # every limb segment of the body points where the clip's does (only the proportions differ)
+    for name in ("left_elbow", "right_wrist", "left_knee", "right_ankle"):
+        j, p = J[name], CANONICAL_PARENTS[J[name]]
+        a, b = truth.pos_w[:, j] - truth.pos_w[:, p], m.pos_w[:, j] - m.pos_w[:, p]
+        cos = np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+        assert cos.min() > 0.9999, (name, cos.min())
+    # the skin stays around its joints, the feet stand on the floor, the truth has the subject's height
+    v = body.vertices(0, len(truth.pos_w))
+    for name in ("head", "left_wrist", "right_toe", "pelvis"):
+        gap = np.linalg.norm(v - truth.pos_w[:, J[name], None], axis=-1).min(axis=1)
+        assert gap.max() < 0.12, (name, gap.max())
+    low = v[..., 2].min(axis=1)
+    assert low.min() > -0.03 and np.median(low[truth.contacts.any(axis=1)]) < 0.02, (
+        low.min(),
+        np.median(low),
+    )
+    assert truth.contacts.any(axis=0).all() and truth.subject_height == m.subject_height
 
 
 def test_extraction_matches_the_rendered_clip(truth_video) -> None:

@@ -1,22 +1,33 @@
-"""Ground-truth test videos: a clothed capsule body driven by a HumanMotion, rendered offscreen with MuJoCo.
+"""Ground-truth test videos: a human body mesh driven by a HumanMotion, rendered offscreen with MuJoCo.
 
-The body is built from the 17 canonical keypoints of the clip (limb capsules, a torso, a head with eyes and
-nose oriented by the head rotation) and drawn as scene geoms in an otherwise empty MuJoCo world with a
-textured floor. The camera is fixed and its pinhole intrinsics are returned, so video extraction can be
-measured against the clip the video was made from. Set ``MUJOCO_GL=egl`` (or ``osmesa``) before import
-when there is no display.
+The body is Anny (the ``anny`` package: a free parametric human body model, Apache-2.0 code and CC0 assets,
+weights in the wheel), rigged with CMU MotionBuilder bone names. Each canonical keypoint's world rotation
+(``quat_w``, relative to the canonical rest pose) turns the Anny bone that starts there, re-expressed against
+Anny's own rest pose the way readers re-express theirs (:func:`pipeline.motion.process.rest_correction`); the
+spine and neck bones between two keypoints take an interpolated rotation. The mesh is scaled to the subject's
+height and its root path scaled by the leg-length ratio (no skating), so the body's own joints are the ground
+truth: :func:`render_video` returns them as a HumanMotion (floor aligned, contacts detected like any clip).
+
+The mesh is drawn as a few coloured parts (skin, shirt, trousers, shoes) in an otherwise empty MuJoCo world
+with a textured floor; each frame's skinned vertices are uploaded to the renderer's mesh buffers. The camera is
+fixed and its pinhole intrinsics are returned, so video extraction can be measured against the clip the video
+was made from. Set ``MUJOCO_GL=egl`` (or ``osmesa``) before import when there is no display. The first Anny
+build takes about a minute and is cached by the package.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.geometry import quat_to_matrix
-from pipeline.motion.human import HumanMotion
+from pipeline.geometry import quat_conj, quat_mul, quat_to_matrix
+from pipeline.motion.human import CANONICAL_JOINTS, HumanMotion
+from pipeline.motion.process import align_floor, detect_contacts, leg_length, rest_correction, slerp
 
 _SCENE = """
 <mujoco>
@@ -28,11 +39,13 @@ _SCENE = """
     <material name="grid" texture="grid" texrepeat="8 8"/>
     <texture name="sky" type="skybox" builtin="gradient" rgb1="0.75 0.8 0.85" rgb2="0.55 0.6 0.65"
              width="64" height="64"/>
+    {assets}
   </asset>
   <worldbody>
     <light directional="true" pos="0 0 5" dir="-0.3 0.3 -1" diffuse="0.6 0.6 0.6" castshadow="false"/>
     <geom type="plane" size="40 40 0.1" material="grid"/>
     <camera name="cam" pos="{cx} {cy} {cz}" xyaxes="{xa}" fovy="{fovy}"/>
+    {geoms}
   </worldbody>
 </mujoco>
 """
@@ -41,8 +54,6 @@ SKIN = (0.86, 0.68, 0.55, 1.0)
 SHIRT = (0.2, 0.35, 0.7, 1.0)
 TROUSERS = (0.25, 0.25, 0.3, 1.0)
 SHOES = (0.1, 0.1, 0.1, 1.0)
-DARK = (0.05, 0.05, 0.05, 1.0)
-HAIR = (0.2, 0.12, 0.06, 1.0)
 
 
 @dataclass(frozen=True)
@@ -103,55 +114,210 @@ def default_camera(
     return look_at_camera(centre, eye, fovy_deg=fovy_deg, width=width, height=height)
 
 
-def _body_geoms(p: dict[str, np.ndarray], head_rot: np.ndarray, h: float) -> list[tuple]:
-    """(kind, a, b_or_None, radius, rgba) primitives for one frame; sizes scale with height ``h``."""
-    s = h / 1.7
-    out: list[tuple] = []
-    for side in ("left", "right"):
-        out += [
-            ("capsule", p[f"{side}_hip"], p[f"{side}_knee"], 0.075 * s, TROUSERS),
-            ("capsule", p[f"{side}_knee"], p[f"{side}_ankle"], 0.055 * s, TROUSERS),
-            ("capsule", p[f"{side}_ankle"], p[f"{side}_toe"], 0.045 * s, SHOES),
-            ("capsule", p[f"{side}_shoulder"], p[f"{side}_elbow"], 0.05 * s, SHIRT),
-            ("capsule", p[f"{side}_elbow"], p[f"{side}_wrist"], 0.04 * s, SKIN),
-            ("sphere", p[f"{side}_wrist"], None, 0.05 * s, SKIN),
+ANNY_RIG = "cmu_mb"
+ANNY_PHENOTYPE = {"gender": 0.5, "age": 0.5, "muscle": 0.5, "weight": 0.5, "height": 0.5, "proportions": 0.5}
+# Anny's axes (facing -y, left +x, z up) to the world's (facing +x, left +y, z up): 90 degrees about z.
+_A = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+# The Anny bone whose head each canonical keypoint is.
+KEYPOINT_BONE = {
+    "pelvis": "Hips",
+    "torso": "Spine1",
+    "head": "Head",
+    **{
+        f"{side}_{k}": f"{side.capitalize()}{bone}"
+        for side in ("left", "right")
+        for k, bone in (
+            ("shoulder", "Arm"),
+            ("elbow", "ForeArm"),
+            ("wrist", "Hand"),
+            ("hip", "UpLeg"),
+            ("knee", "Leg"),
+            ("ankle", "Foot"),
+            ("toe", "ToeBase"),
+        )
+    },
+}
+# Spine and neck bones between two keypoints: (from, to, fraction) of the interpolated rotation. Every other
+# bone turns with its parent, the toes too (mocap toe rotations are noisy, and Anny's toes reach well past the
+# toe joint: bent toes would dig into the floor).
+_BETWEEN = {
+    "LowerBack": ("pelvis", "torso", 1 / 3),
+    "Spine": ("pelvis", "torso", 2 / 3),
+    "Neck": ("torso", "head", 0.5),
+    "Neck1": ("torso", "head", 0.75),
+}
+
+
+def _colour(bone: str) -> tuple[float, float, float, float]:
+    if "Foot" in bone or "Toe" in bone:
+        return SHOES
+    if any(k in bone for k in ("Hand", "Thumb", "Finger", "ForeArm", "Head", "Neck")):
+        return SKIN
+    if any(k in bone for k in ("Leg", "Hip")):
+        return TROUSERS
+    return SHIRT
+
+
+@functools.cache
+def _anny() -> tuple[Any, dict[str, np.ndarray]]:
+    """The Anny model (world-orient pose parameters) and its rest state as numpy arrays."""
+    try:
+        import anny
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(f"ground-truth videos need the anny body model (the 'test' extra): {e}") from None
+    model = anny.Anny(rig=ANNY_RIG, pose_parameterization="world-orient")
+    with torch.no_grad():
+        out = model(phenotype_kwargs=ANNY_PHENOTYPE)
+    rest = {k: v[0].double().numpy() for k, v in out.items() if k.startswith("rest_")}
+    return model, rest
+
+
+@dataclass(frozen=True)
+class Body:
+    """Anny posed by a motion.
+
+    Attributes:
+        pose: (T, B, 4, 4) Anny's world-orient pose parameters (its own axes and units).
+        scale: Anny units to metres.
+        offset: (3,) world translation after scaling (floor alignment).
+        truth: the body's own canonical keypoints as a HumanMotion (floor aligned, contacts detected).
+    """
+
+    pose: np.ndarray
+    scale: float
+    offset: np.ndarray
+    truth: HumanMotion
+
+    def vertices(self, start: int, stop: int) -> np.ndarray:
+        """(n, V, 3) world vertex positions of frames ``start:stop``, metres."""
+        import torch
+
+        model, rest = _anny()
+        with torch.no_grad():
+            transforms, _ = model.get_bone_transforms(
+                torch.from_numpy(self.pose[start:stop]), torch.from_numpy(rest["rest_bone_poses"][None])
+            )
+            v = model.get_skinned_vertices(
+                bone_transforms=transforms,
+                rest_vertices=torch.from_numpy(rest["rest_vertices"][None]).expand(
+                    transforms.shape[0], -1, -1
+                ),
+            )
+        return self.scale * v.double().numpy() @ _A.T + self.offset
+
+
+def pose_body(motion: HumanMotion) -> Body:
+    """Drive Anny with ``motion``'s keypoint rotations and root path (scaled to its subject height)."""
+    import torch
+
+    model, rest = _anny()
+    labels = list(model.bone_labels)
+    parents = [int(p) for p in model.bone_parents]
+    rot_rest = _A @ rest["rest_bone_poses"][:, :3, :3]  # (B, 3, 3) world axes
+    heads = rest["rest_bone_poses"][:, :3, 3] @ _A.T
+    verts = rest["rest_vertices"] @ _A.T
+    scale = motion.subject_height / float(np.ptp(verts[:, 2]))
+    bone = [labels.index(KEYPOINT_BONE[n]) for n in CANONICAL_JOINTS]
+    rest_kp = scale * heads[bone]
+    # keypoint rotations re-expressed against Anny's rest pose, then one rotation per bone
+    g_kp = quat_mul(motion.quat_w, quat_conj(rest_correction(rest_kp - rest_kp[0], CANONICAL_JOINTS)))
+    kp = {n: j for j, n in enumerate(CANONICAL_JOINTS)}
+    g = np.empty((motion.num_frames, len(labels), 4))
+    for b, name in enumerate(labels):
+        if name in _BETWEEN:
+            a, c, frac = _BETWEEN[name]
+            g[:, b] = slerp(g_kp[:, kp[a]], g_kp[:, kp[c]], np.full((motion.num_frames, 1), frac))
+        elif b in bone and "Toe" not in name:
+            g[:, b] = g_kp[:, bone.index(b)]
+        else:
+            if not 0 <= parents[b] < b:
+                raise ValueError(f"Anny bone {name}: parent {parents[b]} does not come first")
+            g[:, b] = g[:, parents[b]]
+    pose = np.zeros((motion.num_frames, len(labels), 4, 4))
+    pose[..., :3, :3] = _A.T @ (quat_to_matrix(g) @ rot_rest)
+    pose[..., 3, 3] = 1.0
+    # root path scaled by the leg-length ratio, so planted feet stay planted on Anny's legs
+    ratio = leg_length(rest_kp[None], CANONICAL_JOINTS) / leg_length(motion.pos_w, motion.joint_names)
+    pose[:, 0, :3, 3] = (ratio / scale) * motion.pos_w[:, motion.index("pelvis")] @ _A
+    with torch.no_grad():
+        _, posed = model.get_bone_transforms(
+            torch.from_numpy(pose), torch.from_numpy(rest["rest_bone_poses"][None])
+        )
+    pos = scale * posed.double().numpy()[..., :3, 3][:, bone] @ _A.T
+    sole = float(verts[:, 2].min())
+    sole_offset = {
+        "ankle": scale * (heads[labels.index("LeftFoot"), 2] - sole),
+        "toe": scale * (heads[labels.index("LeftToeBase"), 2] - sole),
+    }
+    truth = motion.replace(
+        joint_names=CANONICAL_JOINTS,
+        pos_w=pos,
+        source={**motion.source, "sole_offset_m": sole_offset, "body": f"anny ({ANNY_RIG} rig)"},
+    )
+    aligned = align_floor(truth)
+    offset = aligned.pos_w[0, 0] - truth.pos_w[0, 0]
+    # frames where the skin would still dig into the floor (a pitched foot longer than the clip's) are lifted
+    low = np.concatenate(
+        [
+            Body(pose, scale, offset, aligned).vertices(t, t + 64)[..., 2].min(axis=1)
+            for t in range(0, motion.num_frames, 64)
         ]
-    hip_c = (p["left_hip"] + p["right_hip"]) / 2
-    sh_c = (p["left_shoulder"] + p["right_shoulder"]) / 2
-    out += [
-        ("capsule", p["left_hip"], p["right_hip"], 0.1 * s, TROUSERS),
-        ("capsule", hip_c, p["torso"], 0.14 * s, SHIRT),
-        ("capsule", p["torso"], sh_c, 0.13 * s, SHIRT),
-        ("capsule", p["left_shoulder"], p["right_shoulder"], 0.065 * s, SHIRT),
-        ("capsule", sh_c, p["head"], 0.045 * s, SKIN),
-    ]
-    fwd, left, up = head_rot[:, 0], head_rot[:, 1], head_rot[:, 2]
-    centre = p["head"] + 0.09 * s * up + 0.02 * s * fwd
-    out += [
-        ("sphere", centre, None, 0.1 * s, SKIN),
-        ("sphere", centre + 0.03 * s * up - 0.025 * s * fwd, None, 0.095 * s, HAIR),
-        ("sphere", centre + 0.085 * s * fwd + 0.035 * s * left + 0.02 * s * up, None, 0.014 * s, DARK),
-        ("sphere", centre + 0.085 * s * fwd - 0.035 * s * left + 0.02 * s * up, None, 0.014 * s, DARK),
-        ("sphere", centre + 0.1 * s * fwd - 0.01 * s * up, None, 0.018 * s, SKIN),
-        (
-            "capsule",
-            centre + 0.08 * s * fwd - 0.045 * s * up + 0.025 * s * left,
-            centre + 0.08 * s * fwd - 0.045 * s * up - 0.025 * s * left,
-            0.008 * s,
-            (0.5, 0.2, 0.2, 1.0),
-        ),
-        ("sphere", centre + 0.095 * s * left, None, 0.025 * s, SKIN),
-        ("sphere", centre - 0.095 * s * left, None, 0.025 * s, SKIN),
-    ]
-    return out
+    )
+    lift = np.maximum(-low, 0.0)
+    pose[:, 0, 2, 3] += lift / scale
+    pos = aligned.pos_w + lift[:, None, None] * np.array([0.0, 0.0, 1.0])
+    aligned = aligned.replace(pos_w=pos)
+    aligned = aligned.replace(contacts=detect_contacts(aligned))
+    return Body(pose=pose, scale=scale, offset=offset, truth=aligned.validate())
 
 
-def render_frames(motion: HumanMotion, camera: Camera) -> Iterator[np.ndarray]:
-    """Yield the rendered RGB frames of ``motion`` seen from ``camera``."""
+def _mesh_parts() -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]]:
+    """Anny's mesh split by colour: (vertex indices, faces in those indices, rgba) per part; a face goes
+    with the bone that weighs most on its first vertex."""
+    model, _ = _anny()
+    labels = list(model.bone_labels)
+    w = model.vertex_bone_weights.numpy()
+    idx = model.vertex_bone_indices.numpy()
+    main = idx[np.arange(len(idx)), w.argmax(axis=1)]
+    colours = np.array([_colour(labels[b]) for b in range(len(labels))])
+    faces = model.get_triangular_faces().numpy()
+    face_colour = colours[main[faces[:, 0]]]
+    parts = []
+    for rgba in np.unique(face_colour, axis=0):
+        f = faces[(face_colour == rgba).all(axis=1)]
+        verts, local = np.unique(f, return_inverse=True)
+        r, g, b, a = (float(c) for c in rgba)
+        parts.append((verts, local.reshape(f.shape), (r, g, b, a)))
+    return parts
+
+
+def _vertex_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) area-weighted unit vertex normals."""
+    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def render_frames(body: Body, camera: Camera, batch: int = 32) -> Iterator[np.ndarray]:
+    """Yield the rendered RGB frames of ``body`` seen from ``camera``."""
     import mujoco
 
+    parts = _mesh_parts()
     xa = " ".join(f"{v:.6f}" for v in (*camera.rot_w[:, 0], *camera.rot_w[:, 1]))
     fovy = float(np.degrees(2 * np.arctan(0.5 * camera.height / camera.fy)))
+    first = body.vertices(0, 1)[0]
+    assets, geoms = [], []
+    for k, (vi, faces, rgba) in enumerate(parts):
+        vert = " ".join(f"{x:.5f}" for x in first[vi].ravel())
+        face = " ".join(str(i) for i in faces.ravel())
+        assets.append(f'<mesh name="part{k}" vertex="{vert}" face="{face}"/>')
+        geoms.append(
+            f'<geom name="part{k}" type="mesh" mesh="part{k}" rgba="{" ".join(map(str, rgba))}" '
+            'contype="0" conaffinity="0"/>'
+        )
     xml = _SCENE.format(
         w=camera.width,
         h=camera.height,
@@ -160,47 +326,53 @@ def render_frames(motion: HumanMotion, camera: Camera) -> Iterator[np.ndarray]:
         cz=camera.pos_w[2],
         xa=xa,
         fovy=fovy,
+        assets="\n".join(assets),
+        geoms="\n".join(geoms),
     )
     model = mujoco.MjModel.from_xml_string(xml)
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    head_rot = quat_to_matrix(motion.quat_w[:, motion.index("head")])  # (T, 3, 3)
+    for k, (vi, _, _) in enumerate(parts):
+        if model.mesh_vertnum[k] != len(vi):
+            raise RuntimeError(f"MuJoCo changed the vertex count of body part {k}")
     eye3 = np.eye(3).ravel()
     with mujoco.Renderer(model, camera.height, camera.width) as renderer:
-        for t in range(motion.num_frames):
-            renderer.update_scene(data, camera="cam")
-            scene = renderer.scene
-            p = {n: motion.pos_w[t, i] for i, n in enumerate(motion.joint_names)}
-            for kind, a, b, r, rgba in _body_geoms(p, head_rot[t], motion.subject_height):
-                if scene.ngeom >= scene.maxgeom:
-                    break
-                g = scene.geoms[scene.ngeom]
-                if kind == "sphere":
-                    mujoco.mjv_initGeom(
-                        g, mujoco.mjtGeom.mjGEOM_SPHERE, np.array([r, r, r]), a, eye3, np.array(rgba)
-                    )
-                else:
-                    mujoco.mjv_initGeom(
-                        g, mujoco.mjtGeom.mjGEOM_CAPSULE, np.zeros(3), np.zeros(3), eye3, np.array(rgba)
-                    )
-                    mujoco.mjv_connector(g, mujoco.mjtGeom.mjGEOM_CAPSULE, r, a, b)
-                scene.ngeom += 1
-            yield renderer.render().copy()
+        for start in range(0, body.pose.shape[0], batch):
+            for verts in body.vertices(start, min(start + batch, body.pose.shape[0])):
+                for k, (vi, _, _) in enumerate(parts):
+                    v = verts[vi]
+                    va, fa = model.mesh_vertadr[k], model.mesh_faceadr[k]
+                    na, nf = model.mesh_normaladr[k], model.mesh_facenum[k]
+                    faces = model.mesh_face[fa : fa + nf]
+                    model.mesh_vert[va : va + len(vi)] = v
+                    normals = model.mesh_normal[na : na + model.mesh_normalnum[k]]
+                    normals[model.mesh_facenormal[fa : fa + nf]] = _vertex_normals(v, faces)[faces]
+                    mujoco.mjr_uploadMesh(model, renderer._mjr_context, k)
+                renderer.update_scene(data, camera="cam")
+                scene = renderer.scene
+                for i in range(scene.ngeom):  # the meshes now hold world vertices: draw them unmoved
+                    g = scene.geoms[i]
+                    if g.objtype == mujoco.mjtObj.mjOBJ_GEOM and g.type == mujoco.mjtGeom.mjGEOM_MESH:
+                        g.pos[:] = 0.0
+                        g.mat[:] = eye3.reshape(3, 3)
+                yield renderer.render().copy()
 
 
 def render_video(
     motion: HumanMotion, path: str | Path, *, camera: Camera | None = None, quality: int = 8
-) -> Camera:
-    """Render ``motion`` to an mp4 (h264, the clip's fps) at ``path``; returns the camera used."""
+) -> tuple[Camera, HumanMotion]:
+    """Render Anny driven by ``motion`` to an mp4 (h264, the clip's fps) at ``path``: (the camera, the
+    ground truth: the body's own keypoints)."""
     import imageio.v2 as imageio
 
-    cam = camera or default_camera(motion)
+    body = pose_body(motion)
+    cam = camera or default_camera(body.truth)
     with imageio.get_writer(
         str(path), fps=motion.fps, codec="libx264", quality=quality, macro_block_size=1
     ) as w:
-        for frame in render_frames(motion, cam):
+        for frame in render_frames(body, cam):
             w.append_data(frame)  # type: ignore[attr-defined]
-    return cam
+    return cam, body.truth
 
 
 def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
