@@ -28,6 +28,10 @@ def random_q(kin, rng: np.random.Generator, height: float = 0.8) -> np.ndarray:
     return q
 
 
+def test_plant_codes_agree():
+    assert (FREE, FLAT, HEEL, TOE) == (kernels.FREE, kernels.FLAT, kernels.HEEL, kernels.TOE)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_forward_kinematics_matches_pinocchio(kin, seed):
     q = random_q(kin, np.random.default_rng(seed))

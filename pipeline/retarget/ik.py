@@ -18,10 +18,10 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.retarget.config import RetargetConfig
-from pipeline.retarget.kernels import FLAT, FREE, HEEL, TOE, assemble, penetrates
 from pipeline.retarget.kinematics import Frame, RobotKinematics
 from pipeline.retarget.qp import INF, SOLVE
 
+FREE, FLAT, HEEL, TOE = 0, 1, 2, 3  # the same codes as pipeline.retarget.kernels
 # Sole points (indices into RobotKinematics.sole_local: heel, centre, toe) held by each plant mode.
 PLANT_POINTS = {FLAT: np.array([0, 2]), HEEL: np.array([0]), TOE: np.array([2])}
 ROLL_LIFT = 0.004  # m: how much higher the free end of a rolling foot is held than the planted end
@@ -48,6 +48,11 @@ class FrameSolver:
     """
 
     def __init__(self, kin: RobotKinematics, cfg: RetargetConfig) -> None:
+        # Imported here: numba loads only in processes that retarget (not in those that read quality reports).
+        from pipeline.retarget.kernels import assemble, penetrates
+
+        self._assemble = assemble
+        self._penetrates_kernel = penetrates
         self.kin = kin
         self.cfg = cfg
         self.frame = Frame(kin)
@@ -126,7 +131,7 @@ class FrameSolver:
         H, g, lb, ub, C, cl, cu = self.H, self.g, self.lb, self.ub, self.C, self.cl, self.cu
         # The trust region: the linearisation (and the activation distance of the floor and collision rows)
         # holds for steps of this size.
-        m, n_floor, plant_rows = assemble(
+        m, n_floor, plant_rows = self._assemble(
             fr.J, fr.rot, fr.pos, kin.mask, self.support, self.n_support,
             kin.kp_slot, kin.kp_local, self.sqrt_wp, np.ascontiguousarray(target_pos, dtype=float),
             self.rot_slot, self.rot_local, self.sqrt_wr, np.ascontiguousarray(target_rot, dtype=float),
@@ -167,7 +172,7 @@ class FrameSolver:
     def _penetrates(self, q: np.ndarray) -> bool:
         """Whether any collision capsule at ``q`` is below the floor or inside a capsule of another body."""
         fr = self.frame.update(q)
-        hit = penetrates(
+        hit = self._penetrates_kernel(
             fr.rot, fr.pos, self.end_slot, self.end_local, self.end_radius,
             self.pair_i, self.pair_j, self.pair_touch_sq, self.pair_rad,
         )  # fmt: skip
