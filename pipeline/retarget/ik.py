@@ -13,6 +13,7 @@ with every constraint linearised at q; then q <- integrate(q, dq).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +25,12 @@ from pipeline.retarget.qp import INF, SOLVE
 FREE, FLAT, HEEL, TOE = 0, 1, 2, 3  # the same codes as pipeline.retarget.kernels
 # Sole points (indices into RobotKinematics.sole_local: heel, centre, toe) held by each plant mode.
 PLANT_POINTS = {FLAT: np.array([0, 2]), HEEL: np.array([0]), TOE: np.array([2])}
+HELD = {
+    FREE: (False, False, False),
+    FLAT: (True, False, True),
+    HEEL: (True, False, False),
+    TOE: (False, False, True),
+}
 ROLL_LIFT = 0.004  # m: how much higher the free end of a rolling foot is held than the planted end
 
 
@@ -199,14 +206,16 @@ class FrameSolver:
         # straight down; a foot rolling onto its other end pivots about the end already held); points already
         # held keep their anchors across heel/flat/toe changes; points no longer held are released.
         for f in range(2):
-            mode = int(plant[f])
-            held = np.zeros(3, dtype=bool)
-            if mode != FREE:
-                held[PLANT_POINTS[mode]] = True
-            self.anchor[f, ~held] = np.nan
-            new = held & np.isnan(self.anchor[f, :, 0])
-            if new.any() and not first:
-                idx = np.flatnonzero(new)
+            held = HELD[int(plant[f])]
+            anchor = self.anchor[f]
+            new = []
+            for i in range(3):
+                if not held[i]:
+                    anchor[i] = np.nan
+                elif math.isnan(anchor[i, 0]):
+                    new.append(i)
+            if new and not first:
+                idx = np.array(new)
                 slot = np.full(len(idx), self.kin.sole_slot[f])
                 xs = self.frame.update(q_prev).points(slot, self.kin.sole_local[f, idx])
                 self.anchor[f, idx] = xs[:, :2]
@@ -225,7 +234,7 @@ class FrameSolver:
             if not self._penetrates(q):
                 break
             q = self._step(q, q if first else q_prev, target_pos, target_rot, plant, not first, 0.5)
-        q[7:] = np.clip(q[7:], self.kin.lower, self.kin.upper)
+        q[7:] = np.minimum(np.maximum(q[7:], self.kin.lower), self.kin.upper)  # np.clip, without its overhead
         if first:  # the first frame anchors its held points where it was solved
             for f in range(2):
                 if int(plant[f]) != FREE:
