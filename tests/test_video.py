@@ -15,6 +15,7 @@ from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
 from pipeline.motion.video import VideoOptions, fill_holes, segments
 from pipeline.motion.video_fit import (
     fit_skeleton,
+    onto_rays,
     root_translation,
     segment_rotations,
     snap_feet,
@@ -72,6 +73,19 @@ def test_root_translation_recovers_the_camera_frame_position() -> None:
     image = np.stack([fx * p[..., 0] / p[..., 2] + cx, fy * p[..., 1] / p[..., 2] + cy], axis=-1)
     t = root_translation(body, image, np.ones((5, 33)), (fx, fy, cx, cy))
     np.testing.assert_allclose(t, t_true, atol=1e-6)
+
+
+def test_onto_rays_keeps_depth_and_lands_on_the_image_positions() -> None:
+    rng = np.random.default_rng(2)
+    fx, fy, cx, cy = 500.0, 520.0, 320.0, 240.0
+    pts = rng.normal(scale=0.4, size=(4, 33, 3))
+    t = np.stack([rng.uniform(-1, 1, 4), rng.uniform(-0.5, 0.5, 4), rng.uniform(3, 8, 4)], axis=-1)
+    image = rng.uniform(0, 480, size=(4, 33, 2))
+    out = onto_rays(pts, image, t, (fx, fy, cx, cy))
+    p = out + t[:, None]
+    np.testing.assert_allclose(out[..., 2], pts[..., 2])
+    np.testing.assert_allclose(fx * p[..., 0] / p[..., 2] + cx, image[..., 0])
+    np.testing.assert_allclose(fy * p[..., 1] / p[..., 2] + cy, image[..., 1])
 
 
 def test_fit_skeleton_holds_bone_lengths_and_keeps_directions() -> None:

@@ -14,10 +14,13 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    to the ears; toe three quarters of the way from the ankle to the tip of the foot.
 4. A skeleton: each bone's length is its median over the confident frames, left and right averaged, and is
    held constant; the skeleton is scaled so its standing height (from the legs, as every reader does) is the
-   subject's height. Fitting: each frame's skeleton follows the observed bone directions from the root out.
+   subject's height. Fitting (after step 5): each frame's skeleton follows the observed bone directions from
+   the root out.
 5. Root path: per frame, the translation that best re-projects the (scaled) 3D landmarks onto their image
    positions through a pinhole camera (linear least squares, visibility-weighted); intrinsics from the clip's
-   params or a field-of-view default. Depth is smoothed harder than the rest (``root_cutoff_hz``).
+   params or a field-of-view default. Depth is smoothed harder than the rest (``root_cutoff_hz``). Then each
+   landmark keeps its depth and moves onto the camera ray through its image position (the image landmarks
+   are more precise than the model's metric 3D), and the skeleton is fitted again to these points.
 6. Up: the floor plane through the foot points at rest when the feet cover enough ground and it agrees with
    the trunk within 25 degrees, else the median trunk direction. World z = up, x = the camera's viewing
    direction on the floor.
@@ -57,6 +60,7 @@ from pipeline.motion.video_fit import (
     fit_skeleton,
     floor_from_contacts,
     lowpass,
+    onto_rays,
     plant_feet,
     root_translation,
     segment_rotations,
@@ -195,7 +199,6 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
         raise InputError(origin, "degenerate landmarks: the legs have zero length")
     height = opts.subject_height or height_from_legs(leg)
     scale = height / height_from_legs(leg)
-    fitted_c = fit_skeleton(obs * scale, lengths * scale)
 
     intr = opts.intrinsics(lm.width, lm.height)
     w = np.clip(vis, 0.0, 1.0) ** 2
@@ -205,6 +208,8 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     t = fill_holes(np.nan_to_num(t), found)
     t[:, :2] = lowpass(t[:, :2], fps, opts.cutoff_hz)
     t[:, 2] = lowpass(t[:, 2], fps, opts.root_cutoff_hz)
+    # the image landmarks are sharper than the model's metric 3D: each keeps its depth and moves onto its ray
+    fitted_c = fit_skeleton(canonical_points(onto_rays(world * scale, image, t, intr)), lengths * scale)
     pos_c = fitted_c + t[:, None, :]
 
     up, up_from = up_direction(pos_c, fps)

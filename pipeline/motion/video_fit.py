@@ -108,6 +108,18 @@ def root_translation(
     return np.linalg.solve(ata, atb[..., None])[..., 0]
 
 
+def onto_rays(
+    points: np.ndarray, image: np.ndarray, t: np.ndarray, intr: tuple[float, float, float, float]
+) -> np.ndarray:
+    """(T, N, 3) metric points relative to the camera-frame origin ``t`` (T, 3), each moved at its own depth
+    onto the camera ray through its image position (T, N, 2) pixels."""
+    fx, fy, cx, cy = intr
+    z = points[..., 2] + t[:, None, 2]
+    x = (image[..., 0] - cx) * z / fx - t[:, None, 0]
+    y = (image[..., 1] - cy) * z / fy - t[:, None, 1]
+    return np.stack([x, y, points[..., 2]], axis=-1)
+
+
 def unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
