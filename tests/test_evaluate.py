@@ -18,6 +18,7 @@ from pipeline.learn.distill import distill
 from pipeline.learn.student import load_student
 from pipeline.robot.spec import load_robot
 from pipeline.sim.config import Switch
+from pipeline.sim.task import TrackingEnv
 from tests.distill_fixtures import TINY_DISTILL, save_teacher, swaying_motion, tiny_train_config
 
 
@@ -102,6 +103,40 @@ def test_actuator_model_latency_delays_the_command_by_whole_substeps():
     undelayed.step(seq[:, :4])
     undelayed.step(seq[:, 4:])
     assert not np.allclose(undelayed.qpos, slow.qpos)
+
+
+def test_reset_clears_the_actuator_model_latency():
+    """A reset env starts as a robot that has been holding its first reference frame: the sim2sim actuator
+    latency replays that target, not the previous episode's last commands, so an env that ran wild and was
+    reset steps exactly like a fresh one. Only the reset envs' commands in flight are replaced."""
+    cfg, _ = condition(tiny_train_config(), "nominal", Sim2SimConfig())
+    robot, motion, e = load_robot("g1"), swaying_motion(), 2
+    rng = np.random.default_rng(0)
+
+    def env() -> TrackingEnv:
+        task = TrackingEnv(
+            cfg, [motion], ["sway"], backend=make_backend(cfg, robot, Physics(latency_substeps=2), e)
+        )
+        task.set_eval(np.zeros(e, dtype=np.int64), np.full(e, 100))
+        return task
+
+    used, fresh = env(), env()
+    used.reset()
+    for _ in range(3):
+        used.step(rng.normal(0.0, 1.5, (e, robot.num_joints)))
+    used.reset()
+    fresh.reset()
+    be: EvalBatch = used.backend  # type: ignore[assignment]
+    assert be.fifo is not None
+    np.testing.assert_array_equal(be.fifo, np.broadcast_to(used.prev_ctrl, be.fifo.shape))
+    action = rng.normal(0.0, 0.3, (e, robot.num_joints))
+    used.step(action.copy())
+    fresh.step(action.copy())
+    np.testing.assert_array_equal(used.backend.qpos, fresh.backend.qpos)
+    before = be.fifo.copy()
+    be.hold_ctrl(np.array([1]), np.full((1, robot.num_joints), 0.5))
+    np.testing.assert_array_equal(be.fifo[:, 0], before[:, 0])
+    assert np.all(be.fifo[:, 1] == 0.5)
 
 
 def test_torque_speed_limit_caps_the_actuator_torque_at_speed():

@@ -107,3 +107,30 @@ def test_native_actuator_delay_equals_held_targets():
     plain.step(np.where(sub < latency[:, None, None], prev[:, None], ctrl[:, None] + 0.2))
     native.step(np.broadcast_to(ctrl[:, None] + 0.2, (e, dec, robot.num_joints)))
     assert not np.allclose(native.qpos[1:], plain.qpos[1:], atol=1e-6)
+
+
+def test_substeps_equal_a_policy_step_and_report_actuator_forces():
+    """``substep`` (what evaluation's actuator model steps with) is the same physics as ``step``, one physics
+    step at a time; ``actuator_force`` is the last physics step's, as MjData's after mj_step."""
+    robot = load_robot("g1")
+    model = build_model(robot, timestep=0.005)
+    e, dec = 2, 4
+    rng = np.random.default_rng(2)
+    whole, single = CpuBatch(model, e, nthread=1), CpuBatch(model, e, nthread=1)
+    qpos, qvel = _states(model, e, rng)
+    ctrl = robot.default_pos + rng.uniform(-0.3, 0.3, (e, dec, model.nu))
+    for be in (whole, single):
+        be.qpos[:], be.qvel[:] = qpos, qvel
+        be.forward()
+    whole.step(ctrl)
+    for k in range(dec):
+        single.substep(ctrl[:, k], derived=k == dec - 1)
+    np.testing.assert_array_equal(single.qpos, whole.qpos)
+    np.testing.assert_array_equal(single.xpos, whole.xpos)
+    d = mujoco.MjData(model)
+    d.qpos[:], d.qvel[:] = qpos[0], qvel[0]
+    for k in range(dec):
+        d.ctrl[:] = ctrl[0, k]
+        mujoco.mj_step(model, d)
+    np.testing.assert_array_equal(single.actuator_force[0], d.actuator_force)
+    assert np.abs(d.actuator_force).max() > 1.0

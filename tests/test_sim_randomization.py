@@ -97,3 +97,40 @@ def test_model_parameters_are_per_env_and_reproducible_by_seed():
     c = TrackingEnv(dataclasses.replace(cfg, seed=7), [MOTION], ["m"])
     c.reset()
     assert not np.allclose(c.randomizer.params.kp_scale, pa.kp_scale)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_reset_clears_the_action_latency(base, native):
+    """After a reset the latency replays the target that holds the new episode's first reference frame, never
+    the previous episode's last commands: an env that ran wild and was reset steps exactly like a fresh one.
+    ``native``: the latency as the backend's actuator delays (training) or as held targets in the task."""
+    from pipeline.robot.spec import load_robot
+    from pipeline.sim.backend import CpuBatch, build_model
+
+    cfg = dataclasses.replace(
+        base,
+        randomization=dataclasses.replace(base.randomization, action_latency=Switch(True, (0.015, 0.015))),
+    )
+    robot = load_robot(cfg.robot)
+    rng = np.random.default_rng(3)
+
+    def env() -> TrackingEnv:
+        history = cfg.sim.decimation + 1 if native else 0
+        model = build_model(robot, timestep=cfg.sim.timestep, ctrl_history=history)
+        task = TrackingEnv(cfg, [MOTION], ["m"], backend=CpuBatch(model, E, nthread=1))
+        assert task.backend.native_delay == native
+        task.set_eval(np.zeros(E, dtype=np.int64), np.full(E, 1000))
+        return task
+
+    used, fresh = env(), env()
+    used.reset()
+    assert (used.randomizer.params.latency_steps == 3).all()
+    for _ in range(3):
+        used.step(rng.normal(0.0, 1.5, (E, used.num_actions)))
+    used.reset()
+    fresh.reset()
+    np.testing.assert_array_equal(used.backend.qpos, fresh.backend.qpos)
+    action = rng.normal(0.0, 0.3, (E, used.num_actions))
+    used.step(action.copy())
+    fresh.step(action.copy())
+    np.testing.assert_array_equal(used.backend.qpos, fresh.backend.qpos)

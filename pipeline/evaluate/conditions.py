@@ -118,7 +118,12 @@ class EvalBatch(CpuBatch):
     """CpuBatch + actuator model (command FIFO of ``latency_substeps``, torque-speed limit) + torque record.
 
     ``strength`` (E, N) is read each substep (the randomizer's motor strength) to rebuild the effort limit.
-    The FIFO is not cleared when an env resets (evaluation scores each env's first episode only).
+    The FIFO of an env is refilled by :meth:`hold_ctrl`, which the task calls at every reset with the target
+    that holds the episode's first reference frame: a new episode starts as a robot that has been holding that
+    pose, never with the previous episode's commands in flight. An env that was never held (the backend
+    used without a task) starts as if its first command had been applied so far.
+    Only the public :class:`~pipeline.sim.backend.Backend` surface is used (``substep``, ``actuator_force``,
+    ``param``), so another backend can take CpuBatch's place.
     """
 
     def __init__(
@@ -127,22 +132,36 @@ class EvalBatch(CpuBatch):
         model.opt.integrator = INTEGRATORS[physics.integrator]
         super().__init__(model, num_envs, nthread=nthread)
         self.physics = physics
-        self.actuator_force = self._batch.bind("actuator_force")
         self.vmax = robot.velocity_limit
         self.nominal_range = model.actuator_forcerange.copy()
         self.strength: np.ndarray | None = None
-        self.fifo: np.ndarray | None = None
+        lat = physics.latency_substeps
+        # fifo[0] is the command applied next; (latency, E, nu)
+        self.fifo: np.ndarray | None = np.zeros((lat, num_envs, model.nu)) if lat else None
+        self._held = np.zeros(num_envs, dtype=bool)
         self.torque_abs_sum = np.zeros(num_envs)
         self.substeps = 0
 
+    def hold_ctrl(self, ids: np.ndarray, ctrl: np.ndarray) -> None:
+        super().hold_ctrl(ids, ctrl)
+        if self.fifo is not None:
+            self.fifo[:, ids] = np.asarray(ctrl)[None]
+        self._held[ids] = True
+
     def step(self, ctrl: np.ndarray) -> None:
         ph, nsub = self.physics, ctrl.shape[1]
-        if ph.latency_substeps and self.fifo is None:
-            self.fifo = np.repeat(ctrl[None, :, 0], ph.latency_substeps, axis=0)
+        fifo = self.fifo
+        if fifo is not None and not self._held.all():
+            fresh = ~self._held
+            fifo[:, fresh] = ctrl[fresh, 0][None]
+            self._held[:] = True
         for k in range(nsub):
             c = ctrl[:, k]
-            if self.fifo is not None:
-                c, self.fifo = self.fifo[0], np.concatenate([self.fifo[1:], c[None]])
+            if fifo is not None:  # apply the oldest command, queue this one
+                applied = fifo[0].copy()
+                fifo[:-1] = fifo[1:]
+                fifo[-1] = c
+                c = applied
             if ph.torque_speed:
                 qd = np.abs(self.qvel[:, 6:])
                 knee = ph.knee_fraction * self.vmax
@@ -151,10 +170,7 @@ class EvalBatch(CpuBatch):
                 limit = self.nominal_range[None, :, 1] * strength * factor
                 fr = self.param("actuator_forcerange")
                 fr[:, :, 0], fr[:, :, 1] = -limit, limit
-            self.ctrl[:] = c
-            self._batch.step(
-                stage=mujoco.mjtStage.mjSTAGE_VEL if k == nsub - 1 else mujoco.mjtStage.mjSTAGE_NONE
-            )
+            self.substep(c, derived=k == nsub - 1)
             self.torque_abs_sum += np.abs(self.actuator_force).mean(1)
             self.substeps += 1
 

@@ -2,9 +2,12 @@
 
 The task code (pipeline/sim/task.py) talks only to :class:`Backend`: live ``(E, ...)`` numpy views of the
 state (``qpos``, ``qvel``) and of derived fields at the *current* state (``xpos``, ``xquat``, ``cvel``,
-``subtree_com``, ``cfrc_ext``, ``sensordata``), one ``step(ctrl)`` per policy step taking a control per
-physics substep, ``forward(ids)`` after writing states, and ``param(name)`` for per-env model parameters
-(domain randomization without recompiling). A GPU backend (MuJoCo Warp / MJX) implements the same surface.
+``subtree_com``, ``cfrc_ext``, ``sensordata``, ``actuator_force``), one ``step(ctrl)`` per policy step taking a
+control per physics substep, ``forward(ids)`` after writing states, ``hold_ctrl(ids, ctrl)`` at every reset
+(a simulated command delay replays ``ctrl``, never the previous episode's commands), and ``param(name)`` for
+per-env model parameters (domain randomization without recompiling). Evaluation's actuator model
+(pipeline/evaluate/conditions.py) steps one physics step at a time with ``substep(ctrl)``. A GPU backend
+(MuJoCo Warp / MJX) implements the same surface.
 
 :class:`CpuBatch` is ``mujoco.batch.Batch`` (MuJoCo >= 4.0): the simulations run on ``nthread`` native
 threads, bit-identical to a loop of ``mj_step`` over one MjData per env; a model field made per-env with
@@ -87,24 +90,33 @@ class Backend(ABC):
     subtree_com: np.ndarray  # (E, nbody, 3)
     cfrc_ext: np.ndarray  # (E, nbody, 6) contact wrench on each body, from the last substep
     sensordata: np.ndarray  # (E, nsensordata)
+    actuator_force: np.ndarray  # (E, nu) actuator forces of the last physics step, N m for joint motors
 
     @abstractmethod
     def step(self, ctrl: np.ndarray) -> None:
         """Advance every env by ``ctrl.shape[1]`` physics steps; ``ctrl`` (E, nsub, nu) is each substep's."""
 
     @abstractmethod
+    def substep(self, ctrl: np.ndarray, *, derived: bool = True) -> None:
+        """Advance every env by one physics step with ``ctrl`` (E, nu). The state and ``actuator_force`` are
+        always current; with ``derived`` False the derived fields (``xpos`` ...) may be left stale, which is
+        cheaper when another substep follows before anyone reads them."""
+
+    @abstractmethod
     def forward(self, ids: np.ndarray | None = None) -> None:
         """Recompute the derived fields of ``ids`` after their state was written (e.g. at reset)."""
 
-    native_delay: bool = False  # set_ctrl_delay / hold_ctrl are available
+    native_delay: bool = False  # set_ctrl_delay is available (the backend delays commands itself)
 
     def set_ctrl_delay(self, ids: np.ndarray, substeps: np.ndarray) -> None:
         """Envs ``ids`` apply each control ``substeps`` (E_ids,) physics steps after it is written."""
         raise NotImplementedError
 
+    @abstractmethod
     def hold_ctrl(self, ids: np.ndarray, ctrl: np.ndarray) -> None:
-        """Envs ``ids`` behave as if ``ctrl`` (E_ids, nu) had been applied so far (what a delay replays)."""
-        raise NotImplementedError
+        """Envs ``ids`` behave as if ``ctrl`` (E_ids, nu) had been applied so far: every command delay the
+        backend simulates replays ``ctrl`` until newer commands come through, never commands sent before.
+        The task calls it at every reset; a backend that delays nothing has nothing to clear."""
 
     @abstractmethod
     def param(self, name: str) -> np.ndarray:
@@ -148,7 +160,7 @@ class CpuBatch(Backend):
         self.qpos, self.qvel, self.ctrl = b.bind("qpos"), b.bind("qvel"), b.bind("ctrl")
         self.xpos, self.xquat, self.cvel = b.bind("xpos"), b.bind("xquat"), b.bind("cvel")
         self.subtree_com, self.cfrc_ext = b.bind("subtree_com"), b.bind("cfrc_ext")
-        self.sensordata = b.bind("sensordata")
+        self.sensordata, self.actuator_force = b.bind("sensordata"), b.bind("actuator_force")
         self._params: dict[str, np.ndarray] = {}
         hist = model.actuator_history[:, 0]
         self.native_delay = bool(model.nu and hist.min() > 0 and hist.min() == hist.max())
@@ -165,6 +177,9 @@ class CpuBatch(Backend):
         self.param("actuator_delay")[ids] = delay[:, None]
 
     def hold_ctrl(self, ids: np.ndarray, ctrl: np.ndarray) -> None:
+        if not self.native_delay:
+            return
+        # every stored sample of the actuators' history (older times too) becomes ``ctrl``
         self._history[np.ix_(ids, self._hist_values.ravel())] = np.repeat(
             ctrl, self._hist_values.shape[1], axis=1
         )
@@ -188,6 +203,12 @@ class CpuBatch(Backend):
                 nstep=n, stage=mujoco.mjtStage.mjSTAGE_VEL if last else mujoco.mjtStage.mjSTAGE_NONE
             )
             k += n
+
+    def substep(self, ctrl: np.ndarray, *, derived: bool = True) -> None:
+        self.ctrl[:] = ctrl
+        self._batch.step(
+            nstep=1, stage=mujoco.mjtStage.mjSTAGE_VEL if derived else mujoco.mjtStage.mjSTAGE_NONE
+        )
 
     def forward(self, ids: np.ndarray | None = None) -> None:
         self._batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)

@@ -9,7 +9,9 @@ API (used by pipeline/learn and by distillation)::
     env.set_eval(clips, steps)                      # deterministic starts at frame 0 of `clips`, fixed lengths
 
 Joint targets are ``default + action_scale * action`` (robot.yaml), held through ``decimation`` physics steps
-of the position servos; with action latency the previous target stays on for the first substeps. Envs that
+of the position servos; with action latency the previous target stays on for the first substeps (after a reset,
+the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
+the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
 terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
 per-env ``mpkpe_m`` and ``joint_err`` of the step before any reset, and the reward terms' batch means.
 The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise).
@@ -153,10 +155,12 @@ class TrackingEnv:
         be.qvel[ids, 6:] = ref["joint_vel"]
         # the action that holds the reference pose, so the first action-rate penalty is not an artefact
         self.last_action[ids] = (ref["joint_pos"] - self.default) / self.action_scale
+        # a new episode starts as a robot that has been holding that pose: whatever the action latency delays
+        # (here or inside the backend) is this target, never the previous episode's last commands
         self.prev_ctrl[ids] = ref["joint_pos"] - self.randomizer.params.calibration_offset[ids]
-        if self.backend.native_delay:
-            self.backend.set_ctrl_delay(ids, self.randomizer.params.latency_steps[ids])
-            self.backend.hold_ctrl(ids, self.prev_ctrl[ids])
+        if be.native_delay:
+            be.set_ctrl_delay(ids, self.randomizer.params.latency_steps[ids])
+        be.hold_ctrl(ids, self.prev_ctrl[ids])
         lo, hi = self.cfg.randomization.push_interval
         self.next_push[ids] = self.rng.uniform(lo, hi, ids.size)
         be.forward(ids)
