@@ -79,19 +79,23 @@ def test_distillation_loss_falls_and_the_student_loads(students: dict, problem: 
 def test_plain_student_equals_the_rsl_rl_model_it_came_from(residual: bool):
     from tensordict import TensorDict
 
-    from pipeline.learn.student_model import FeedForwardMLPModel
+    from pipeline.learn.models import ResidualMLPModel
 
     torch.manual_seed(0)
     obs = TensorDict({"student": torch.randn(64, 12)}, batch_size=[64])
     ff = {"ff_offset": [0.1, -0.2, 0.3, 0.0, 0.5], "ff_scale": [0.5, 1.0, 2.0, 0.25, 1.5]} if residual else {}
-    model = FeedForwardMLPModel(obs, {"student": ["student"]}, "student", 5, hidden_dims=[16, 8],
-                                obs_normalization=True, **ff, ff_start=6)  # fmt: skip
+    model = ResidualMLPModel(obs, {"student": ["student"]}, "student", 5, hidden_dims=[16, 8],
+                             obs_normalization=True, **ff, ff_start=6)  # fmt: skip
     model.train()
     model.update_normalization(TensorDict({"student": 3 + 2 * torch.randn(256, 12)}, batch_size=[256]))
     model.eval()
     policy = policy_from_mlp_model(model, history=2, obs_size=6, arch={"hidden": [16, 8], **ff})
     with torch.no_grad():
         np.testing.assert_allclose(policy(obs["student"]).numpy(), model(obs).numpy(), rtol=1e-5, atol=1e-6)
+        # the same model class as the teacher: its standalone export reads the feed-forward at ff_start too
+        np.testing.assert_allclose(
+            model.deploy_module()(obs["student"]).numpy(), model(obs).numpy(), atol=1e-6
+        )
 
 
 def test_rma_path_trains_and_loads(students: dict, problem: dict):

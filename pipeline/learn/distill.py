@@ -32,8 +32,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from pipeline.errors import InputError
 from pipeline.io import atomic_path
 from pipeline.learn.history_env import HistoryEnv
+from pipeline.learn.models import feed_forward_kwargs
 from pipeline.learn.student import HistoryActor, StudentPolicy, save_student
-from pipeline.learn.student_model import feed_forward_kwargs
 from pipeline.learn.teacher import runner_config
 from pipeline.learn.vecenv import TrackingVecEnv
 from pipeline.robot.motion import RobotMotion
@@ -141,7 +141,7 @@ def distill_runner_config(dcfg: DistillConfig, tcfg: TrainConfig, obs_size: int)
         "save_interval": 10**9,
         "obs_groups": {"student": ["student"], "teacher": ["actor"]},
         "student": {
-            "class_name": "pipeline.learn.student_model:FeedForwardMLPModel",
+            "class_name": "pipeline.learn.models:ResidualMLPModel",
             **ff,
             "hidden_dims": list(dcfg.hidden),
             "activation": "elu",

@@ -20,14 +20,14 @@ from tensordict import TensorDict
 from torch import nn
 
 from pipeline.learn.distill import Budget, DistillConfig, _episode_row, ppo_iteration
+from pipeline.learn.models import ResidualMLPModel, feed_forward_kwargs
 from pipeline.learn.student import AdaptationActor, StudentPolicy, mlp
-from pipeline.learn.student_model import FeedForwardMLPModel, feed_forward_kwargs
 from pipeline.learn.teacher import runner_config
 from pipeline.learn.vecenv import TrackingVecEnv
 from pipeline.sim.config import TrainConfig
 
 
-class EncoderMLPModel(FeedForwardMLPModel):
+class EncoderMLPModel(ResidualMLPModel):
     """rsl-rl ``MLPModel`` whose last observation group (``priv``) goes through an encoder to a latent first:
     ``mlp(cat(norm(obs)[:, :-P], encoder(norm(obs)[:, -P:]))) + feed_forward(actor frame)``."""
 
@@ -58,6 +58,16 @@ class EncoderMLPModel(FeedForwardMLPModel):
     def get_latent(self, obs: TensorDict, masks: Any = None, hidden_state: Any = None) -> torch.Tensor:
         a, z = self.split(obs)
         return torch.cat([a, z], dim=-1)
+
+    def deploy_module(self) -> nn.Module:
+        # the privileged teacher reads simulator state a robot does not have; the RMA student is what deploys
+        raise NotImplementedError("EncoderMLPModel is not exported; export the RMA student (StudentPolicy)")
+
+    def as_onnx(self, verbose: bool = False) -> nn.Module:
+        return self.deploy_module()
+
+    def as_jit(self) -> nn.Module:
+        return self.deploy_module()
 
 
 def _warm_start(model: EncoderMLPModel, actor_state: dict[str, torch.Tensor], obs_size: int) -> None:

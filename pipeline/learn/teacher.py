@@ -65,6 +65,7 @@ def runner_config(cfg: TrainConfig) -> dict[str, Any]:
             d["class_name"] = "pipeline.learn.models:ResidualMLPModel"
             d["ff_offset"] = robot.default_pos.tolist()
             d["ff_scale"] = robot.action_scale.tolist()
+            d["last_layer_gain"] = 0.01  # the untrained mean is the reference itself
         if dist:
             d["distribution_cfg"] = {
                 "class_name": "rsl_rl.modules.GaussianDistribution",
