@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.motion import read_clip
 from pipeline.motion.holosoma import read_scene
-from pipeline.motion.scene import Scene, scene_path_for
+from pipeline.motion.scene import Scene, SceneObject, scene_path_for
 from pipeline.retarget.interaction import InteractionConfig, retarget_interaction, uniform_laplacian
 from pipeline.retarget.interaction_geometry import ConvexSet, closest_on_triangles, sample_surface
 from pipeline.retarget.interaction_quality import passes, scene_metrics
@@ -69,6 +69,75 @@ def test_surface_samples_lie_on_the_hull() -> None:
     s = sample_surface(CUBE, np.zeros((0, 3), int), 200, seed=3)
     np.testing.assert_allclose(_cube_sd(s), 0.0, atol=1e-9)
     np.testing.assert_array_equal(s, sample_surface(CUBE, np.zeros((0, 3), int), 200, seed=3))
+
+
+def _box(
+    name: str, centre: np.ndarray, size: np.ndarray, frames: int, quat=(1.0, 0.0, 0.0, 0.0)
+) -> SceneObject:
+    verts = CUBE * size
+    pos = np.tile(centre, (frames, 1)).astype(float)
+    return SceneObject(name, verts, np.zeros((0, 3), int), pos, np.tile(quat, (frames, 1)), True, "box")
+
+
+def test_top_under_a_tilted_box_matches_a_vertical_scan() -> None:
+    from pipeline.retarget.interaction_geometry import world_signed_distance
+    from pipeline.retarget.interaction_scene import top_under
+
+    c, s = np.cos(0.1), np.sin(0.1)  # 11.5 degrees about x: the top is not horizontal
+    o = _box("b", np.array([1.0, 2.0, 0.4]), np.array([0.8, 0.6, 0.3]), 1, (c, s, 0.0, 0.0))
+    xy = np.random.default_rng(4).uniform([0.4, 1.5], [1.6, 2.5], size=(40, 2))
+    top = top_under(o, xy)
+    zs = np.linspace(-0.5, 1.5, 4001)
+    cs = ConvexSet.from_mesh(o.vertices)
+    for p, t in zip(xy, top, strict=True):
+        line = np.column_stack([np.full_like(zs, p[0]), np.full_like(zs, p[1]), zs])
+        inside = world_signed_distance(cs, o.pos_w[0], o.quat_w[0], line)[0] <= 0
+        if inside.any():
+            assert abs(t - zs[inside].max()) < 1e-3, (p, t)
+        else:
+            assert np.isnan(t), (p, t)
+    assert np.isfinite(top).any() and np.isnan(top).any()
+
+
+def test_feet_over_raised_terrain_have_no_floor_contact(box_slice) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.retarget.interaction import raised_feet
+
+    _, human, scene = box_slice
+    t = human.num_frames
+    feet = human.pos_w[:, [human.index("left_ankle"), human.index("right_ankle")], :2].reshape(-1, 2)
+    mid = np.append(feet.mean(axis=0), 0.0)
+    big = np.append(np.ptp(feet, axis=0) + 0.6, 0.0)
+    step = scene.replace(
+        objects=(_box("step", mid + np.array([0, 0, 0.05]), big + np.array([0, 0, 0.1]), t),)
+    )
+    sunk = scene.replace(
+        objects=(_box("slab", mid - np.array([0, 0, 0.06]), big + np.array([0, 0, 0.1]), t),)
+    )
+    aside = scene.replace(
+        objects=(_box("aside", mid + np.array([5.0, 0, 0.05]), big + np.array([0, 0, 0.1]), t),)
+    )
+    assert raised_feet(human, step).all()
+    assert not raised_feet(human, sunk).any() and not raised_feet(human, aside).any()
+
+
+def test_a_ground_slab_sets_the_floor(box_slice) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.retarget.interaction import floor_from_terrain
+
+    _, human, scene = box_slice
+    t = human.num_frames
+    feet = human.pos_w[:, [human.index("left_ankle"), human.index("right_ankle")], :2].reshape(-1, 2)
+    mid = np.append(feet.mean(axis=0), 0.0)
+    # A slab reaching 0.5 m below the floor, its top 4 cm below it, under every foot: the floor is its top.
+    slab = _box("slab", mid + np.array([0, 0, -0.29]), np.array([20.0, 20.0, 0.5]), t)
+    h2, s2 = floor_from_terrain(human, scene.replace(objects=(slab,)))
+    np.testing.assert_allclose(
+        h2.pos_w - human.pos_w, np.broadcast_to([0, 0, 0.04], human.pos_w.shape), atol=1e-9
+    )
+    assert abs(s2.objects[0].vertices_w(0)[:, 2].max()) < 1e-9
+    # A box beside the feet (not under all of them) rests on the floor: its bottom is the floor.
+    box = _box("box", mid + np.array([1.0, 0, 0.3]), np.array([0.5, 0.5, 0.6]), t)
+    h3, _ = floor_from_terrain(human, scene.replace(objects=(box,)))
+    np.testing.assert_allclose(h3.pos_w, human.pos_w, atol=1e-9)
 
 
 def test_config_rejects_unknown_keys() -> None:
@@ -135,3 +204,35 @@ def test_retarget_auto_writes_scene_outputs(box_slice, tmp_path: Path) -> None: 
     assert json.loads(out.with_name("sub3.quality.json").read_text())["contacts_kept_ratio"] >= 0.95
     rs = Scene.load(scene_path_for(out))
     assert rs.num_frames == 30 and scene_xml_path(out).is_file()
+
+
+def test_retarget_auto_checks_the_stage_a_clip_is_listed_in(box_slice, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.retarget.interaction_run import retarget_auto
+
+    _, human, scene = box_slice
+    with_scene = tmp_path / "a" / "box.npz"
+    with_scene.parent.mkdir()
+    human.save(with_scene)
+    scene.save(scene_path_for(with_scene))
+    plain = tmp_path / "b" / "plain.npz"
+    plain.parent.mkdir()
+    human.replace(source={"file": "plain.npz"}).save(plain)  # no scene beside it, none in its provenance
+    with pytest.raises(InputError, match="scene_clips"):
+        retarget_auto(with_scene, tmp_path / "out.npz", scene_expected=False, progress=False)
+    with pytest.raises(InputError, match="no scene"):
+        retarget_auto(plain, tmp_path / "out.npz", scene_expected=True, progress=False)
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_climb_feet_on_a_low_box_stay_out_of_it(tmp_path: Path) -> None:
+    """mocap_climb_seq_1 starts on an 18 cm box that the floor contacts took for floor (79 mm deep before)."""
+    p = tmp_path / "climb1.holosoma"
+    p.write_text("clip: climb/mocap_climb_seq_1\n")
+    human = read_clip(p, fps=30.0)
+    scene = read_scene(p, human)
+    sl = slice(0, 110)
+    human = human.replace(pos_w=human.pos_w[sl], quat_w=human.quat_w[sl], contacts=human.contacts[sl])
+    _, _, q = retarget_interaction(human, scene.sliced(0, 110), "g1", InteractionConfig())
+    bars = passes(q)
+    assert bars["object_penetration_max_mm"] and bars["floor_penetration_max_mm"], q
+    assert q["contacts_kept_ratio"] >= 0.95 and q["self_collisions"] == 0, q

@@ -13,7 +13,14 @@ current iterate (sequential QP, warm-started from the previous frame):
 - contacts: while the human touches an object with a hand or a foot (Scene labels), the closest capsule
   sample of the robot's matching body part lies within ``contact_tolerance`` of that object's surface;
 - planted feet: the floor plants of the kinematic solver; a foot standing on terrain keeps its sole centre
-  where it landed (horizontally, ``plant_tolerance``).
+  where it landed (horizontally, ``plant_tolerance``). A floor contact of a foot over terrain raised above
+  the floor is no floor plant (it would hold the foot inside the terrain).
+
+When a frame's QP is infeasible, the contact rows become soft (violated at a cost), then the non-penetration
+rows too; only if that fails are they dropped (counted in the motion's source). A frame whose solution still
+leaves a capsule sample inside an object (it moved in from beyond the activation distance in one step) gets
+the kinematic solver's correction steps. An acceleration cost (``acceleration_weight``) pulls each frame
+toward the constant-velocity prediction from the two before it, which lowers jerk.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pipeline.motion.human import HumanMotion
 from pipeline.motion.process import resample
 from pipeline.motion.scene import Scene
 from pipeline.retarget.config import RetargetConfig
-from pipeline.retarget.ik import FrameSolver, plant_modes
+from pipeline.retarget.ik import FREE, FrameSolver, plant_modes
 from pipeline.retarget.interaction_geometry import ConvexSet, sample_surface, world_signed_distance
 from pipeline.retarget.interaction_scene import fit_terrain_heights, robot_scene
 from pipeline.retarget.kinematics import RobotKinematics, robot_kinematics
@@ -64,6 +71,8 @@ class InteractionConfig:
     penetration_margin: clearance kept between capsules and objects [m].
     contact_tolerance: a kept contact puts the body part at most this far from the surface [m].
     scale_moving_objects: scale moving objects with the robot (terrain always scales).
+    acceleration_weight: cost weight pulling each frame toward the constant-velocity prediction from the two
+        previous frames (2 q[t-1] - q[t-2]), i.e. on the second difference of the motion (lowers jerk).
     """
 
     kinematic: RetargetConfig = field(default_factory=lambda: RetargetConfig(**KINEMATIC_DEFAULTS))
@@ -74,6 +83,7 @@ class InteractionConfig:
     penetration_margin: float = 0.002
     contact_tolerance: float = 0.01
     scale_moving_objects: bool = False
+    acceleration_weight: float = 0.1
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> InteractionConfig:
@@ -142,7 +152,10 @@ class InteractionSolver(FrameSolver):
         self.lap_target = np.zeros((0, 3))
         self.obj_pts = np.zeros((0, 3))
         self.terrain_anchor: dict[int, np.ndarray] = {}  # contact column -> held sole-centre xy
-        self.istats = {"contact_drops": 0, "penetration_drops": 0}
+        self.q_before: np.ndarray | None = None  # the solution two frames back (acceleration term)
+        self.predicted: np.ndarray | None = None  # this frame's constant-velocity prediction
+        self.q_iter = kin.q_default.copy()  # the iterate the current QP is linearised at
+        self.istats = {"contact_soft": 0, "penetration_soft": 0, "penetration_drops": 0}
 
     def prepare(self, t: int, human_kp: np.ndarray) -> None:
         """Set frame ``t``'s interaction mesh from the scaled human keypoints (K, 3) and the scene."""
@@ -221,9 +234,42 @@ class InteractionSolver(FrameSolver):
         ]
         return B, r.reshape(-1), blocks
 
+    def _penetrates(self, q: np.ndarray) -> bool:
+        """The base check (floor, self-collision) and any capsule sample inside an object: a limb that moved
+        into an object in one step from beyond the activation distance gets the correction steps too."""
+        if super()._penetrates(q):
+            return True
+        if not self.enabled:
+            return False
+        from pipeline.geometry import quat_rotate
+
+        pts = self.frame.update(q).points(self.cap_slot, self.cap_local)
+        for o, cs in zip(self.scene.objects, self.sets, strict=True):
+            pos, quat = o.pos_w[self.t], o.quat_w[self.t]
+            near = (
+                np.linalg.norm(pts - (quat_rotate(quat, cs.center) + pos), axis=1)
+                < cs.radius + self.cap_radius
+            )
+            if near.any():
+                d = world_signed_distance(cs, pos, quat, pts[near])[0]
+                if (d < self.cap_radius[near]).any():
+                    return True
+        return False
+
+    def _step(self, q, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.q_iter = q
+        return super()._step(q, *args, **kwargs)
+
     def solve(self, q_prev, target_pos, target_rot, plant, *, q_init=None, first=False):  # type: ignore[no-untyped-def]
+        import pinocchio as pin
+
+        model = self.kin.model
+        self.predicted = None
+        if self.enabled and not first and self.q_before is not None:
+            self.predicted = pin.integrate(model, q_prev, pin.difference(model, self.q_before, q_prev))
         q = super().solve(q_prev, target_pos, target_rot, plant, q_init=q_init, first=first)
         if self.enabled:
+            self.q_before = np.array(q_prev if not first else q, copy=True)
             # Anchor a foot where it lands on terrain; release it when the contact ends.
             active = self.scene.contacts[self.t] if self.scene.contacts.size else np.zeros(0, bool)
             for c, part in enumerate(self.scene.contact_bodies):
@@ -231,6 +277,7 @@ class InteractionSolver(FrameSolver):
                     bool(active[c])
                     and part in FEET
                     and self.scene.objects[self.scene.contact_objects[c]].static
+                    and int(plant[FEET.index(part)]) == FREE  # a floor plant already holds it
                 )
                 if not on:
                     self.terrain_anchor.pop(c, None)
@@ -248,16 +295,35 @@ class InteractionSolver(FrameSolver):
         B, r, blocks = self._terms()
         H = H + B.T @ B
         g = g + B.T @ r
-        for keep, stat in ((2, ""), (1, "contact_drops"), (0, "penetration_drops")):
-            Cs = np.vstack([C, *[b[0] for b in blocks[:keep]]])
-            lo = np.concatenate([cl, *[b[1] for b in blocks[:keep]]])
-            hi = np.concatenate([cu, *[b[2] for b in blocks[:keep]]])
-            x, flag = self._base_qp(H, g, lb, ub, Cs, lo, hi)
+        w = self.icfg.acceleration_weight
+        if w > 0 and self.predicted is not None:
+            import pinocchio as pin
+
+            H[np.diag_indices_from(H)] += w
+            g = g + w * pin.difference(self.kin.model, self.predicted, self.q_iter)
+        # Infeasible (a contact out of reach, a planted foot against terrain): contacts become soft rows (the
+        # solver minimises their violation), then non-penetration too; dropped only if that still fails.
+        Cs = np.vstack([C, *[b[0] for b in blocks]])
+        lo = np.concatenate([cl, *[b[1] for b in blocks]])
+        hi = np.concatenate([cu, *[b[2] for b in blocks]])
+        n_base, n_pen = len(C), len(blocks[0][0])
+        soft_con = np.zeros(len(Cs), bool)
+        soft_con[n_base + n_pen :] = True
+        soft_all = soft_con.copy()
+        soft_all[n_base : n_base + n_pen] = True
+        for soft, stat in ((None, ""), (soft_con, "contact_soft"), (soft_all, "penetration_soft")):
+            x, flag = self._base_qp(H, g, lb, ub, Cs, lo, hi, soft=soft)
             if x is not None:
                 if stat:
                     self.istats[stat] += 1
                 return x, flag
-        return None, flag
+        x, flag = self._base_qp(H, g, lb, ub, C, cl, cu)
+        if x is not None:
+            self.istats["penetration_drops"] += 1
+        return x, flag
+
+
+RAISED = 0.02  # m: terrain whose top is this far above the floor is not floor
 
 
 def floor_from_terrain(human: HumanMotion, scene: Scene) -> tuple[HumanMotion, Scene]:
@@ -265,17 +331,26 @@ def floor_from_terrain(human: HumanMotion, scene: Scene) -> tuple[HumanMotion, S
 
     Floor alignment of a plain clip takes a low percentile of the sole heights as the floor; a climber who
     spends most of the clip on a box gets the box top as the floor (mocap_climb_seq_3: 0.45 m too high).
-    Terrain rests on the real floor, so the lowest terrain vertex gives it; human and scene move together
-    and the floor contacts are detected again (pipeline.motion.process.detect_contacts).
+    Terrain rests on the real floor, so the lowest terrain vertex gives it, unless a terrain piece lies under
+    every foot position of the clip: that piece is the ground (a slab reaching below the floor,
+    mocap_climb_seq_4) and its top is the floor. Human and scene move together and the floor contacts are
+    detected again (pipeline.motion.process.detect_contacts).
     """
     from dataclasses import replace
 
     from pipeline.motion.process import detect_contacts
+    from pipeline.retarget.interaction_scene import top_under
 
     static = [o for o in scene.objects if o.static]
     if not static:
         return human, scene
     low = min(float(o.vertices_w(0)[:, 2].min()) for o in static)
+    # A terrain piece under every foot position of the clip is the ground itself (a slab reaching below the
+    # floor, mocap_climb_seq_4): the floor is its top.
+    feet = _foot_xy(human).reshape(-1, 2)
+    for o in static:
+        if np.isfinite(top_under(o, feet)).all():
+            low = max(low, float(o.vertices_w(0)[:, 2].max()))
     if abs(low) < 1e-4:
         return human, scene
     dz = np.array([0.0, 0.0, -low])
@@ -285,6 +360,21 @@ def floor_from_terrain(human: HumanMotion, scene: Scene) -> tuple[HumanMotion, S
     )
     scene = scene.replace(objects=tuple(replace(o, pos_w=o.pos_w + dz) for o in scene.objects))
     return human, scene
+
+
+def _foot_xy(human: HumanMotion) -> np.ndarray:
+    """(T, 2, 2, 2) horizontal positions of the [left, right] x [ankle, toe] joints."""
+    idx = [[human.index(f"{side}_{part}") for part in ("ankle", "toe")] for side in ("left", "right")]
+    return human.pos_w[:, idx, :2]
+
+
+def raised_feet(human: HumanMotion, scene: Scene) -> np.ndarray:
+    """(T, 2) whether the [left, right] foot (ankle or toe joint) is over terrain whose top is above the floor
+    by more than :data:`RAISED`: a foot standing there stands on the terrain, not on the floor, so its floor
+    contact (planted at floor height by the kinematic solver) would push it into the terrain."""
+    from pipeline.retarget.interaction_scene import support_heights
+
+    return np.asarray((support_heights(scene, _foot_xy(human)) > RAISED).any(axis=2))
 
 
 ROOT_SCALE_SLACK = 0.1
@@ -333,7 +423,7 @@ def retarget_interaction(
     human = resample(human, kcfg.fps)
     scene = resample_scene(scene, kcfg.fps, human.num_frames)
     human, scene = floor_from_terrain(human, scene)
-    contacts = _contacts(human)
+    contacts = _contacts(human) & ~raised_feet(human, scene)
     tg = targets(human, kin, kcfg, contacts)
     terrain = any(o.static for o in scene.objects)
     root_scale = _robust_root_scale(human, tg, kcfg.smoothing_sigma, 0.0 if terrain else ROOT_SCALE_SLACK)

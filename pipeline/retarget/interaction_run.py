@@ -57,17 +57,29 @@ def retarget_auto(
     params: Mapping[str, Any] | None = None,
     interaction: Mapping[str, Any] | None = None,
     progress: bool = True,
+    scene_expected: bool | None = None,
 ) -> dict[str, Any]:
     """Retarget ``clip`` to ``output`` with the method its content calls for; returns the quality dict.
 
     params: the kinematic retargeter's parameters (params.yaml ``retarget``); interaction: the interaction
     method's own parameters (params.yaml ``retarget_interaction``, :class:`InteractionConfig` fields).
+    scene_expected: True / False makes a clip without / with a scene an InputError (the DVC stages declare the
+    scene outputs only for ``scene_clips``); None takes either.
     """
+    from pipeline.errors import InputError
     from pipeline.motion import read_clip
     from pipeline.retarget.run import retarget_file
 
     human = read_clip(clip, fmt=fmt, body_model=body_model)
     scene = find_scene(clip, human)
+    if scene_expected is not None and (scene is not None) != scene_expected:
+        what = (
+            "has a scene (objects, terrain): list it under params.yaml scene_clips, whose stages version the "
+            "robot's scene with the motion"
+            if scene is not None
+            else "has no scene: list it under params.yaml clips"
+        )
+        raise InputError(clip, what)
     if scene is None:
         return retarget_file(clip, output, robot=robot, fmt=fmt, body_model=body_model, params=params,
                              progress=progress)  # fmt: skip
