@@ -18,7 +18,7 @@ from pipeline.deploy import dds
 from pipeline.deploy.cdr import Wire
 from pipeline.deploy.contract import ObsTerm, load_bundle
 from pipeline.deploy.interfaces import SimInterface
-from pipeline.deploy.observation import AnchorChain
+from pipeline.deploy.observation import AnchorChain, align_yaw
 from pipeline.deploy.observer import Observer
 from pipeline.deploy.runtime import RunConfig, Runtime
 from pipeline.deploy.safety import TargetLimiter, limit_targets, tilt_deg
@@ -60,6 +60,9 @@ def test_observer_fast_path_is_bit_identical(bundle: Path, variant: str) -> None
         state = _state(rng, c.default_joint_pos, spread=0.3 if i % 2 else 1.5)
         if i % 50 == 0:
             ob.start(state)  # a new heading alignment
+            ref_w = b.motion.anchor_quat_w  # the reference path aligns all frames through align_yaw
+            want = align_yaw(ref_w, ob.anchor_quat_w(state), ref_w[:1])
+            np.testing.assert_array_equal(ob.ref_anchor_quat_w, want)
         last = rng.normal(size=N)
         k = int(rng.integers(0, b.motion.num_frames))
         fast = ob.frame(state, k, last).copy()

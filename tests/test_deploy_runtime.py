@@ -136,13 +136,16 @@ def test_key_on_a_tty_is_an_estop(track: Path, monkeypatch: pytest.MonkeyPatch) 
     runtime = Runtime(load_bundle(track), iface, cfg)
     timer = threading.Timer(0.7, lambda: os.write(master, b"q"))  # after the key watcher set cbreak mode
     timer.start()
+    threads = {t.ident for t in threading.enumerate()}
     try:
         result = runtime.run()
+        left = {t.ident for t in threading.enumerate() if t.is_alive()} - threads
     finally:
         timer.cancel()
         tty_in.close()
         os.close(master)
     assert result.status == "estop" and result.message == "e-stop: key 'q'"
+    assert not left  # the key watcher (blocked in select without a timeout) ended with the run
 
 
 def test_soft_start_to_the_reference_first_frame(track: Path) -> None:

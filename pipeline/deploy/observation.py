@@ -36,7 +36,7 @@ from pipeline.geometry import quat_conj, quat_mul
 __all__ = [
     "GRAVITY_W", "AnchorChain", "ObsTermSpec", "actor_layout", "actor_observation", "align_yaw",
     "anchor_chain_from_model", "anchor_ori_error", "axis_angle_quat", "layout_json", "layout_size",
-    "projected_gravity", "quat_conj", "quat_mul", "quat_rotate_inv", "quat_to_matrix", "yaw_of",
+    "projected_gravity", "quat_conj", "quat_mul", "quat_rotate_inv", "quat_to_matrix", "yaw_alignment", "yaw_of",
 ]  # fmt: skip
 
 GRAVITY_W = np.array([0.0, 0.0, -1.0])
@@ -118,11 +118,15 @@ def yaw_of(q: np.ndarray) -> np.ndarray:
     return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
+def yaw_alignment(robot_quat_w: np.ndarray, ref_quat_at_start: np.ndarray) -> np.ndarray:
+    """(..., 4) the rotation about z that :func:`align_yaw` applies (on the left) to the reference."""
+    dyaw = yaw_of(robot_quat_w) - yaw_of(ref_quat_at_start)
+    return np.stack([np.cos(dyaw / 2), np.zeros_like(dyaw), np.zeros_like(dyaw), np.sin(dyaw / 2)], -1)
+
+
 def align_yaw(ref_quat_w: np.ndarray, robot_quat_w: np.ndarray, ref_quat_at_start: np.ndarray) -> np.ndarray:
     """Rotate reference quaternions (..., 4) about z so the reference start heading equals the robot's."""
-    dyaw = yaw_of(robot_quat_w) - yaw_of(ref_quat_at_start)
-    qz = np.stack([np.cos(dyaw / 2), np.zeros_like(dyaw), np.zeros_like(dyaw), np.sin(dyaw / 2)], -1)
-    return quat_mul(qz, ref_quat_w)
+    return quat_mul(yaw_alignment(robot_quat_w, ref_quat_at_start), ref_quat_w)
 
 
 # ---- anchor kinematics -----------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ import math
 import numpy as np
 
 from pipeline.deploy.contract import DeployContract, ReferenceMotion
-from pipeline.deploy.observation import AnchorChain, ObsTermSpec, actor_layout, actor_observation, align_yaw
+from pipeline.deploy.observation import (
+    AnchorChain,
+    ObsTermSpec,
+    actor_layout,
+    actor_observation,
+    align_yaw,
+    yaw_alignment,
+)
 from pipeline.deploy.state import RobotState
 from pipeline.errors import InputError
 
@@ -107,8 +114,12 @@ class Observer:
         self.motion = motion
         self.chain = chain
         self.single = SingleChain(chain)
-        self.ref_anchor_quat_w = motion.anchor_quat_w
-        self._ref_anchor: list[Quat] = [tuple(q) for q in self.ref_anchor_quat_w.tolist()]  # type: ignore[misc]
+        # the reference anchor orientations as floats; start() sets the heading alignment, a rotation about z
+        # applied to frame k when it is used (the same product align_yaw applies to every frame)
+        self._ref_anchor: list[Quat] = [tuple(q) for q in motion.anchor_quat_w.tolist()]  # type: ignore[misc]
+        self._align: Quat | None = None
+        self._start_anchor: np.ndarray | None = None  # (1, 4) the robot's anchor at start()
+        self._ref_aligned: np.ndarray | None = None
         # where each term goes in the frame, and its scale
         self.slices: dict[str, tuple[slice, float]] = {}
         at = 0
@@ -132,10 +143,24 @@ class Observer:
         return self.chain.anchor_quat(state.imu_quat[None], state.joint_pos[None])
 
     def start(self, state: RobotState) -> None:
-        """Align the reference heading to the robot's (call at the first policy step)."""
+        """Align the reference heading to the robot's (call at the first policy step). Constant time: only the
+        alignment rotation is computed here; :meth:`frame` applies it to the one reference frame it uses."""
+        imu: Quat = tuple(state.imu_quat.tolist())  # type: ignore[assignment]
+        anchor = np.array([self.single.anchor_quat(imu, state.joint_pos.tolist())])
+        qz = yaw_alignment(anchor, self.motion.anchor_quat_w[:1])
+        self._align = tuple(qz[0].tolist())  # type: ignore[assignment]
+        self._start_anchor, self._ref_aligned = anchor, None
+
+    @property
+    def ref_anchor_quat_w(self) -> np.ndarray:
+        """(T, 4) the reference anchor orientations, heading-aligned by :meth:`start` (through align_yaw, built
+        on first use: the batched reference path)."""
         ref = self.motion.anchor_quat_w
-        self.ref_anchor_quat_w = align_yaw(ref, self.anchor_quat_w(state), ref[:1])
-        self._ref_anchor = [tuple(q) for q in self.ref_anchor_quat_w.tolist()]  # type: ignore[misc]
+        if self._start_anchor is None:
+            return ref
+        if self._ref_aligned is None:
+            self._ref_aligned = align_yaw(ref, self._start_anchor, ref[:1])
+        return self._ref_aligned
 
     def frame(self, state: RobotState, k: int, last_action: np.ndarray) -> np.ndarray:
         """(D,) float32 observation at reference frame k. The array is reused: valid until the next call."""
@@ -145,7 +170,10 @@ class Observer:
         views = self._views
         if "anchor_ori_error" in views:
             anchor = self.single.anchor_quat(imu, state.joint_pos.tolist())
-            self._put("anchor_ori_error", anchor_ori_error_f(self._ref_anchor[k], anchor))
+            ref_q = (
+                self._ref_anchor[k] if self._align is None else quat_mul_f(self._align, self._ref_anchor[k])
+            )
+            self._put("anchor_ori_error", anchor_ori_error_f(ref_q, anchor))
         if "projected_gravity_b" in views:
             self._put("projected_gravity_b", projected_gravity_f(imu))
         if "joint_pos_rel" in views:

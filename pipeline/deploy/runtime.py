@@ -61,8 +61,9 @@ class RunConfig:
     max_policy_steps: int | None = None  # default: the whole reference motion
     start_pose: str = "default"  # soft start to the default pose, or to the reference's first frame
     rt_priority: int = 0  # > 0: run the loop thread under SCHED_FIFO at this priority (real-time robots only)
-    # real-time robots: run the step's work (discarded) back to back for this long before each policy tick, so
-    # its code and data are hot when the state arrives (costs warm_s / control_dt of a core; 0 = plain sleep)
+    # real-time robots: run the step's work (discarded) back to back for this long before each soft-start and
+    # policy tick, so its code and data are hot when the state arrives (costs warm_s / control_dt of a core;
+    # 0 = plain sleep)
     warm_s: float = 0.002
 
 
@@ -119,21 +120,26 @@ class Runtime:
                 previous[sig] = signal.signal(
                     sig, lambda s, _f: self.estop(f"e-stop: {signal.Signals(s).name}")
                 )
-        stop = threading.Event()
-        keys = None
+        keys = stop_r = stop_w = None
         if self.cfg.keyboard and sys.stdin.isatty():
-            keys = threading.Thread(target=self._watch_keys, args=(stop,), daemon=True)
+            stop_r, stop_w = os.pipe()
+            keys = threading.Thread(target=self._watch_keys, args=(stop_r,), daemon=True)
             keys.start()
         try:
             yield
         finally:
-            stop.set()
-            if keys is not None:
+            if keys is not None and stop_r is not None and stop_w is not None:
+                os.write(stop_w, b"x")
                 keys.join(timeout=0.5)
+                os.close(stop_w)
+                if not keys.is_alive():
+                    os.close(stop_r)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _watch_keys(self, stop: threading.Event) -> None:
+    def _watch_keys(self, stop_r: int) -> None:
+        """Blocks until a key or the stop pipe is readable: the thread never wakes (and never takes the GIL
+        from the loop) unless a key is pressed."""
         import termios
         import tty
 
@@ -141,11 +147,16 @@ class Runtime:
         saved = termios.tcgetattr(fd)
         try:
             tty.setcbreak(fd)
-            while not stop.is_set():
-                if select.select([fd], [], [], 0.05)[0]:
-                    key = os.read(fd, 1).decode(errors="replace")
-                    if key in ("q", "e", " "):
-                        self.estop(f"e-stop: key '{key}'")
+            while True:
+                ready = select.select([fd, stop_r], [], [])[0]
+                if stop_r in ready:
+                    break
+                data = os.read(fd, 1)
+                if not data:  # the terminal closed
+                    break
+                key = data.decode(errors="replace")
+                if key in ("q", "e", " "):
+                    self.estop(f"e-stop: key '{key}'")
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
@@ -218,7 +229,7 @@ class Runtime:
                 if iface.realtime:
                     next_tick += dt
                     delay = next_tick - time.monotonic()
-                    if delay > 0 and warm is not None and phase == Phase.POLICY and state is not None:
+                    if delay > 0 and warm is not None and phase in _WARM_PHASES and state is not None:
                         if delay > cfg.warm_s:
                             time.sleep(delay - cfg.warm_s)
                         while time.monotonic() < next_tick:
@@ -266,7 +277,7 @@ class Runtime:
                         q_start, self.start_pose, t_ctrl - t_phase, cfg.safety.soft_start_s
                     )
                     clipped = self.limiter(target, state, target)
-                    cmd = MotorCommand.position(target, c.kp, c.kd)
+                    cmd = warm_cmd = MotorCommand.position(target, c.kp, c.kd)
                 elif phase == Phase.POLICY and state is not None:
                     obs, action, cmd, clipped = self.policy_command(state, k, last_action)
                     t_obs = time.monotonic()
@@ -315,6 +326,9 @@ class Runtime:
         }
         return RunResult(status, fault, message, k, log.arrays(meta))
 
+
+# the pre-tick warm-up also runs in the soft start, so the first policy tick finds the step's code and data hot
+_WARM_PHASES = (Phase.SOFT_START, Phase.POLICY)
 
 _LOG_SCALARS: dict[str, type] = {"t": np.float64, "phase": np.int64, "frame": np.int64, "fault": np.int64, "clipped": np.int64,
                  "state_tick": np.int64, "state_age_ms": np.float64, "read_ms": np.float64,
