@@ -10,6 +10,8 @@
 - rtt: rt/lowcmd -> an echo process -> rt/lowstate on loopback (CycloneDDS 0.10), 500 Hz, with the same codec.
 - the machine during the loop: busy and steal (time the hypervisor gave the CPUs to others) percentages of
   all CPUs, and the load average; on a shared or virtual machine they explain most of the p99.
+- the loop's slowest and first policy steps, and the garbage collections (count, longest pause) between the
+  first and the last policy tick (gc.callbacks; the runtime runs the loop with the collector off).
 - peak memory of this process (the runtime side: numpy, onnxruntime, mujoco, CycloneDDS; no torch): ru_maxrss and
   VmHWM (the same unless this process was forked from a larger one).
 
@@ -26,6 +28,7 @@ Bar: loop compute p99 <= 1 ms.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -264,11 +267,26 @@ def main() -> None:
             itf = DdsInterface("g1", domain=domain, iface="lo")
             cpu0 = _cpu_times()
             safety = SafetyConfig(soft_start_s=0.5, settle_s=0.1, damping_s=0.2, watchdog_s=0.5)
-            result = Runtime(
+            runtime = Runtime(
                 bundle,
                 itf,
                 RunConfig(safety=safety, keyboard=False, rt_priority=a.rt_priority, warm_s=a.warm_ms / 1e3),
-            ).run()
+            )
+            collections: list[tuple[float, float]] = []  # (start, duration) of each garbage collection, s
+            gc_start = [0.0]
+
+            def on_gc(phase: str, _info: dict[str, int]) -> None:
+                if phase == "start":
+                    gc_start[0] = time.monotonic()
+                else:
+                    collections.append((gc_start[0], time.monotonic() - gc_start[0]))
+
+            gc.callbacks.append(on_gc)
+            t_run = time.monotonic()  # <= the loop's t0 (the log's t = 0), taken right before run() starts
+            try:
+                result = runtime.run()
+            finally:
+                gc.callbacks.remove(on_gc)
             cpu = _cpu_times() - cpu0
             itf.close()
         finally:
@@ -276,6 +294,9 @@ def main() -> None:
         log = result.log
         pol = log["phase"] == Phase.POLICY
         compute, obs_infer = log["compute_ms"][pol], log["obs_infer_ms"][pol]
+        # collections between the first and the last policy tick (the loop runs with the collector off)
+        t_pol = log["t"][pol] + t_run
+        in_loop = [d for t, d in collections if len(t_pol) and t_pol[0] <= t <= t_pol[-1] + c.control_dt]
         rtt = rtt_ms(rng.randint(100, 230), a.rtt_samples)
 
     def p(v: np.ndarray, q: float) -> float:
@@ -288,6 +309,10 @@ def main() -> None:
         "policy_steps": result.policy_steps,
         "loop_compute_p50_ms": p(compute, 50),
         "loop_compute_p99_ms": p(compute, 99),
+        "loop_compute_max_ms": p(compute, 100),
+        "loop_compute_first_step_ms": round(float(compute[0]), 4) if len(compute) else float("nan"),
+        "loop_gc_collections": len(in_loop),
+        "loop_gc_pause_max_ms": round(max(in_loop, default=0.0) * 1e3, 4),
         "loop_obs_infer_p50_ms": p(obs_infer, 50),
         "loop_obs_infer_p99_ms": p(obs_infer, 99),
         "reference_onnx_infer_p50_ms": p(np.asarray(infer), 50),
