@@ -83,7 +83,7 @@ class InteractionConfig:
     penetration_margin: float = 0.002
     contact_tolerance: float = 0.01
     scale_moving_objects: bool = False
-    acceleration_weight: float = 0.1
+    acceleration_weight: float = 0.3
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> InteractionConfig:
