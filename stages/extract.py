@@ -1,6 +1,7 @@
 """extract stage: one clip (params.yaml `clips.<name>`) -> data/human/<name>.npz (HumanMotion).
 
-usage: python stages/extract.py NAME OUTPUT
+usage: python stages/extract.py [--scene] NAME OUTPUT
+--scene: the clip is `scene_clips.<name>` (a clip with objects or terrain, stage extract_scene).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ CLIP_KEYS = {"path", "format", "unit", "joint_map", "subject_height", "body_mode
 
 
 def main(argv: list[str]) -> None:
-    name, output = argv
-    clip = params("clips", name)
+    section = "scene_clips" if "--scene" in argv else "clips"
+    name, output = [a for a in argv if a != "--scene"]
+    clip = params(section, name)
     unknown = set(clip) - CLIP_KEYS
     if unknown:
         raise InputError(
-            "params.yaml", f"clips.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})"
+            "params.yaml", f"{section}.{name}: unknown keys {sorted(unknown)} (known: {sorted(CLIP_KEYS)})"
         )
     settings = params("extract")
     contacts = ContactConfig.from_params(settings.get("contacts"))
