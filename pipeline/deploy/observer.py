@@ -142,14 +142,23 @@ class Observer:
         """(1, 4) the robot's anchor orientation in the IMU's world frame."""
         return self.chain.anchor_quat(state.imu_quat[None], state.joint_pos[None])
 
-    def start(self, state: RobotState) -> None:
-        """Align the reference heading to the robot's (call at the first policy step). Constant time: only the
-        alignment rotation is computed here; :meth:`frame` applies it to the one reference frame it uses."""
+    def alignment(self, state: RobotState) -> tuple[Quat, np.ndarray]:
+        """(the heading alignment rotation, (1, 4) the robot's anchor orientation) for a start at ``state``;
+        no effect (the runtime's warm-up calls it before the policy starts)."""
         imu: Quat = tuple(state.imu_quat.tolist())  # type: ignore[assignment]
         anchor = np.array([self.single.anchor_quat(imu, state.joint_pos.tolist())])
         qz = yaw_alignment(anchor, self.motion.anchor_quat_w[:1])
-        self._align = tuple(qz[0].tolist())  # type: ignore[assignment]
-        self._start_anchor, self._ref_aligned = anchor, None
+        return tuple(qz[0].tolist()), anchor  # type: ignore[return-value]
+
+    @property
+    def started(self) -> bool:
+        return self._align is not None
+
+    def start(self, state: RobotState) -> None:
+        """Align the reference heading to the robot's (call at the first policy step). Constant time: only the
+        alignment rotation is computed here; :meth:`frame` applies it to the one reference frame it uses."""
+        self._align, self._start_anchor = self.alignment(state)
+        self._ref_aligned = None
 
     @property
     def ref_anchor_quat_w(self) -> np.ndarray:

@@ -193,7 +193,10 @@ class Runtime:
     def _warm(self, state: RobotState, k: int, last_action: np.ndarray, cmd: MotorCommand | None) -> None:
         """The policy step's work without its effects (no history push, results discarded), run back to back in
         the last ``warm_s`` before a tick so the step's code and data (the policy's weights) are in the caches
-        when the state arrives. The observer's and limiter's buffers are overwritten by the real step."""
+        when the state arrives. The observer's and limiter's buffers are overwritten by the real step. Before the
+        policy starts (the soft start), the heading alignment of the first policy step is computed too."""
+        if not self.observer.started:
+            self.observer.alignment(state)
         self.observer.frame(state, k, last_action)
         self.policy(self.history.buf.reshape(-1))
         self.limiter(self._target, state, self._scratch)
