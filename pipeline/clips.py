@@ -129,8 +129,9 @@ def _yaml_entry(name: str, entry: dict[str, Any]) -> str:
     return f"  {name}: {inner}\n"
 
 
-def register_clip(params_path: Path, name: str, entry: dict[str, Any]) -> None:
-    """Add ``name: entry`` under the top-level ``clips:`` mapping of params.yaml with a minimal text edit.
+def register_clip(params_path: Path, name: str, entry: dict[str, Any], section: str = "clips") -> None:
+    """Add ``name: entry`` under the top-level ``section`` mapping (``clips:`` or ``scene_clips:``) of
+    params.yaml with a minimal text edit.
 
     Comments and the order of everything else are kept; the result is checked by re-parsing it.
     """
@@ -138,20 +139,20 @@ def register_clip(params_path: Path, name: str, entry: dict[str, Any]) -> None:
     before = yaml.safe_load(text) or {} if text else {}
     if not isinstance(before, dict):
         raise InputError(params_path, "params.yaml is not a mapping")
-    clips = before.get("clips") or {}
+    clips = before.get(section) or {}
     if not isinstance(clips, dict):
-        raise InputError(params_path, "'clips' in params.yaml is not a mapping")
+        raise InputError(params_path, f"'{section}' in params.yaml is not a mapping")
     if name in clips:
         raise InputError(params_path, f"a clip named '{name}' is already registered")
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    start = next((i for i, ln in enumerate(lines) if re.match(r"^clips\s*:", ln)), None)
+    start = next((i for i, ln in enumerate(lines) if re.match(rf"^{section}\s*:", ln)), None)
     line = _yaml_entry(name, entry)
     if start is None:
-        lines += ["\n" if lines else "", "clips:\n", line]
-    elif re.match(r"^clips\s*:\s*(\{\s*\}|null|~)?\s*(#.*)?$", lines[start]) and not clips:
-        lines[start] = "clips:\n"
+        lines += ["\n" if lines else "", f"{section}:\n", line]
+    elif re.match(rf"^{section}\s*:\s*(\{{\s*\}}|null|~)?\s*(#.*)?$", lines[start]) and not clips:
+        lines[start] = f"{section}:\n"
         lines.insert(start + 1, line)
     else:
         end = start + 1
@@ -167,10 +168,10 @@ def register_clip(params_path: Path, name: str, entry: dict[str, Any]) -> None:
         lines.insert(last + 1, line)
     new_text = "".join(lines)
     after = yaml.safe_load(new_text)
-    expected = {**before, "clips": {**clips, name: entry}}
+    expected = {**before, section: {**clips, name: entry}}
     if after != expected:
         raise MimicError(
-            f"{params_path}: could not add clip '{name}' to 'clips:' without changing other entries"
+            f"{params_path}: could not add clip '{name}' to '{section}:' without changing other entries"
         )
     mode = params_path.stat().st_mode & 0o777 if params_path.exists() else 0o644
     with atomic_path(params_path) as tmp:
@@ -201,7 +202,8 @@ def add_clip(
     video: dict[str, Any] | None = None,
 ) -> Path:
     """Validate ``path`` (read it fully), copy it to ``motions/raw/<name><suffix>``, ``dvc add`` it and
-    register it in ``params.yaml`` under ``clips:``. Returns the copied file's path.
+    register it in ``params.yaml`` under ``clips:`` (``scene_clips:`` for a clip with a scene: holosoma).
+    Returns the copied file's path.
 
     Refused before anything is touched: a file that fails to read, a bad or taken name.
     """
@@ -217,9 +219,8 @@ def add_clip(
     fmt = fmt or detect_format(src)
     dest = repo / "motions" / "raw" / f"{name}{src.suffix.lower()}"
     params_path = repo / "params.yaml"
-    registered = (
-        (yaml.safe_load(params_path.read_text()) or {}).get("clips") or {} if params_path.exists() else {}
-    )
+    current = (yaml.safe_load(params_path.read_text()) or {}) if params_path.exists() else {}
+    registered = {**(current.get("clips") or {}), **(current.get("scene_clips") or {})}
     if name in registered:
         raise InputError(src, f"a clip named '{name}' already exists in params.yaml (pass --name)")
     if (
@@ -263,7 +264,8 @@ def add_clip(
         ):
             if value is not None:
                 entry[key] = value
-        register_clip(params_path, name, entry)
+        # a clip with a scene (objects, terrain) goes through the interaction-aware stages
+        register_clip(params_path, name, entry, "scene_clips" if fmt == "holosoma" else "clips")
     except BaseException:
         for leftover in created:
             leftover.unlink(missing_ok=True)

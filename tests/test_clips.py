@@ -120,6 +120,17 @@ def test_add_clip_copies_tracks_and_registers(dvc_repo: Path) -> None:
     assert _tree(dvc_repo) == before
 
 
+def test_add_clip_registers_a_scene_clip_for_the_interaction_stages(dvc_repo: Path) -> None:
+    pointer = Path(__file__).resolve().parents[1] / "motions" / "holosoma" / "mocap_climb_seq_3.holosoma"
+    pytest.importorskip("torch")
+    add_clip(pointer, name="climb", root=dvc_repo)
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    assert params["scene_clips"]["climb"] == {"path": "motions/raw/climb.holosoma", "format": "holosoma"}
+    assert "climb" not in params["clips"]
+    with pytest.raises(InputError, match="already exists"):  # names are unique across both sections
+        add_clip(MOTIONS / "humanoid3d_walk.txt", name="climb", root=dvc_repo)
+
+
 def test_add_clip_refuses_bad_files_before_touching_anything(dvc_repo: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.bvh"
     bad.write_text("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n")
