@@ -134,3 +134,20 @@ def test_reset_clears_the_action_latency(base, native):
     used.step(action.copy())
     fresh.step(action.copy())
     np.testing.assert_array_equal(used.backend.qpos, fresh.backend.qpos)
+
+
+def test_rest_starts_begin_at_the_first_frame_standing_still(base):
+    """``sampling.rest_start``: that share of training episodes starts like the deployed robot after its soft
+    start (the clip's first frame, standing still); the others start anywhere with the reference's velocities."""
+    moving = TrackingEnv(base, [MOTION], ["m"], num_envs=16)
+    moving.reset()
+    assert np.abs(moving.backend.qvel[:, :3]).max() > 0.3  # walk_speed 0.6
+    cfg = dataclasses.replace(base, sampling=dataclasses.replace(base.sampling, rest_start=1.0))
+    rest = TrackingEnv(cfg, [MOTION], ["m"], num_envs=16)
+    rest.reset()
+    assert (rest.start == 0).all()
+    np.testing.assert_array_equal(rest.backend.qvel, 0.0)
+    first = rest.ref.at(np.zeros(16, dtype=np.int64), np.zeros(16, dtype=np.int64), np.array([0]))
+    np.testing.assert_allclose(rest.backend.qpos[:, 7:], first["joint_pos"])
+    with pytest.raises(Exception, match="rest_start"):
+        from_dict({"sampling": {"rest_start": 1.5}})

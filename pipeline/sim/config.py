@@ -62,6 +62,9 @@ class SamplingConfig:
     bin_s: float = 0.5
     uniform_ratio: float = 0.1  # share of uniform probability mixed in
     alpha: float = 0.01  # EMA rate of the per-bin failure estimate
+    # share of episodes that start at their clip's first frame standing still, as the deployed robot does
+    # after its soft start (the others start anywhere with the reference's velocities)
+    rest_start: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -252,8 +255,9 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
     )
     s = cfg.sampling
     _positive(where, **{"sampling.bin_s": s.bin_s, "sampling.alpha": s.alpha})
-    if not 0 <= s.uniform_ratio <= 1:
-        raise InputError(where, f"train.sampling.uniform_ratio must be in [0, 1], got {s.uniform_ratio}")
+    for key in ("uniform_ratio", "rest_start"):
+        if not 0 <= getattr(s, key) <= 1:
+            raise InputError(where, f"train.sampling.{key} must be in [0, 1], got {getattr(s, key)}")
     rnd = cfg.randomization
     for f in dataclasses.fields(rnd):
         sw = getattr(rnd, f.name)

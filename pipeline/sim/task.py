@@ -138,9 +138,12 @@ class TrackingEnv:
         if self._eval is not None:
             clip, frame = self._eval[0][ids], np.zeros(ids.size, dtype=np.int64)
             self.limit[ids] = self._eval[1][ids]
+            rest = np.zeros(ids.size, dtype=bool)
         else:
             clip, frame = self.sampler.sample(ids.size)
             self.limit[ids] = self.max_episode_steps
+            rest = self.rng.random(ids.size) < self.cfg.sampling.rest_start
+            frame = np.where(rest, 0, frame)
         self.clip[ids], self.start[ids], self.steps[ids] = clip, frame, 0
         self.randomizer.sample(ids, self.rng)
         root = np.array([self.pelvis - 1])
@@ -153,6 +156,7 @@ class TrackingEnv:
         be.qvel[ids, :3] = ref["body_lin_vel_w"][:, 0]
         be.qvel[ids, 3:6] = dob.quat_rotate_inv(root_quat, ref["body_ang_vel_w"][:, 0])
         be.qvel[ids, 6:] = ref["joint_vel"]
+        be.qvel[ids[rest]] = 0.0
         # the action that holds the reference pose, so the first action-rate penalty is not an artefact
         self.last_action[ids] = (ref["joint_pos"] - self.default) / self.action_scale
         # a new episode starts as a robot that has been holding that pose: whatever the action latency delays
