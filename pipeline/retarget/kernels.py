@@ -277,6 +277,25 @@ def _keep_out(dist, margin):  # pragma: no cover
 
 
 @njit(cache=True)
+def _pair_closest(ends, g, i, j, near_sq, c1, c2):  # pragma: no cover
+    """Closest points ``c1``, ``c2`` of capsule axes i and j (ends a = ends[:g], b = ends[g:]) and their
+    distance; -1.0 (nothing written) when the axes' mid points are ``near_sq`` or more apart (squared, x4)."""
+    d2 = 0.0
+    for a in range(3):
+        d = ends[i, a] + ends[g + i, a] - ends[j, a] - ends[g + j, a]
+        d2 += d * d
+    if d2 >= near_sq:
+        return -1.0
+    s, t = segment_params(ends[i], ends[g + i], ends[j], ends[g + j])
+    nrm = 0.0
+    for a in range(3):
+        c1[a] = ends[i, a] + s * (ends[g + i, a] - ends[i, a])
+        c2[a] = ends[j, a] + t * (ends[g + j, a] - ends[j, a])
+        nrm += (c1[a] - c2[a]) ** 2
+    return math.sqrt(nrm)
+
+
+@njit(cache=True)
 def penetrates(
     rot, pos, end_slot, end_local, end_radius, pair_i, pair_j, pair_touch_sq, pair_rad
 ):  # pragma: no cover
@@ -291,21 +310,11 @@ def penetrates(
         _point(rot, pos, end_slot[e], end_local[e], ends[e])
         if ends[e, 2] - end_radius[e] < 0.0:
             return True
+    c1 = np.empty(3)
+    c2 = np.empty(3)
     for p in range(pair_i.shape[0]):
-        i, j = pair_i[p], pair_j[p]
-        d2 = 0.0
-        for k in range(3):
-            d = ends[i, k] + ends[g + i, k] - ends[j, k] - ends[g + j, k]
-            d2 += d * d
-        if d2 >= pair_touch_sq[p]:
-            continue
-        s, t = segment_params(ends[i], ends[g + i], ends[j], ends[g + j])
-        n2s = 0.0
-        for k in range(3):
-            c1 = ends[i, k] + s * (ends[g + i, k] - ends[i, k])
-            c2 = ends[j, k] + t * (ends[g + j, k] - ends[j, k])
-            n2s += (c1 - c2) * (c1 - c2)
-        if math.sqrt(n2s) < pair_rad[p]:
+        nrm = _pair_closest(ends, g, pair_i[p], pair_j[p], pair_touch_sq[p], c1, c2)
+        if nrm >= 0.0 and nrm < pair_rad[p]:
             return True
     return False
 
@@ -498,19 +507,9 @@ def assemble(  # pragma: no cover
     nn = np.empty(3)
     for p in range(pair_i.shape[0]):
         i, j = pair_i[p], pair_j[p]
-        d2 = 0.0
-        for a in range(3):
-            d = ends[i, a] + ends[g_caps + i, a] - ends[j, a] - ends[g_caps + j, a]
-            d2 += d * d
-        if d2 >= pair_act_sq[p]:
+        nrm = _pair_closest(ends, g_caps, i, j, pair_act_sq[p], c1, c2)
+        if nrm < 0.0:
             continue
-        s, t = segment_params(ends[i], ends[g_caps + i], ends[j], ends[g_caps + j])
-        nrm = 0.0
-        for a in range(3):
-            c1[a] = ends[i, a] + s * (ends[g_caps + i, a] - ends[i, a])
-            c2[a] = ends[j, a] + t * (ends[g_caps + j, a] - ends[j, a])
-            nrm += (c1[a] - c2[a]) ** 2
-        nrm = math.sqrt(nrm)
         dist = nrm - pair_rad[p]
         if dist >= act:
             continue
