@@ -188,15 +188,20 @@ def test_box_slice_meets_the_bars_and_beats_kinematic(box_slice) -> None:  # typ
     assert kq["contact_err_mean_mm"] > 2 * max(q["contact_err_mean_mm"], 5.0), (kq, q)
 
 
+def _save_scene_clip(path: Path, human, scene) -> Path:  # type: ignore[no-untyped-def]
+    """A HumanMotion at ``path`` with its scene beside it, as the extract stage writes them."""
+    path.parent.mkdir(parents=True)
+    human.save(path)
+    scene.save(scene_path_for(path))
+    return path
+
+
 def test_retarget_auto_writes_scene_outputs(box_slice, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pipeline.retarget.interaction_run import retarget_auto, scene_xml_path
     from pipeline.robot.motion import RobotMotion
 
     _, human, scene = box_slice
-    src = tmp_path / "human" / "sub3.npz"
-    src.parent.mkdir()
-    human.save(src)
-    scene.save(scene_path_for(src))
+    src = _save_scene_clip(tmp_path / "human" / "sub3.npz", human, scene)
     out = tmp_path / "robot" / "sub3.npz"
     q = retarget_auto(src, out, params={"fps": 30.0}, interaction={"max_object_points": 20}, progress=False)
     assert q["method"] == "interaction"
@@ -210,10 +215,7 @@ def test_retarget_auto_checks_the_stage_a_clip_is_listed_in(box_slice, tmp_path:
     from pipeline.retarget.interaction_run import retarget_auto
 
     _, human, scene = box_slice
-    with_scene = tmp_path / "a" / "box.npz"
-    with_scene.parent.mkdir()
-    human.save(with_scene)
-    scene.save(scene_path_for(with_scene))
+    with_scene = _save_scene_clip(tmp_path / "a" / "box.npz", human, scene)
     plain = tmp_path / "b" / "plain.npz"
     plain.parent.mkdir()
     human.replace(source={"file": "plain.npz"}).save(plain)  # no scene beside it, none in its provenance
