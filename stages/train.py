@@ -17,15 +17,13 @@ from pipeline.stage import params, run
 def main(argv: list[str]) -> None:
     motion_dir, out_dir = (Path(a) for a in argv)
     from pipeline.io import write_json
-    from pipeline.learn.evaluate import evaluate
-    from pipeline.learn.teacher import load_motions, load_policy, plot_curves, train
+    from pipeline.learn.teacher import evaluate_teacher, load_motions, plot_curves, train
     from pipeline.sim.config import from_dict
 
     cfg = dataclasses.replace(from_dict(params("train")), robot=params("robot"))
     motions, names = load_motions(cfg, motion_dir)  # bad clips fail here, before any training
     result = train(cfg, motions, names, out_dir)
-    policy = load_policy(out_dir / "policy.pt", cfg, motions, names)
-    metrics = evaluate(policy, cfg, motions, names)
+    metrics = evaluate_teacher(out_dir / "policy.pt", cfg, motions, names)
     metrics["training"] = {
         "iterations": result.iterations,
         "env_steps": result.env_steps,

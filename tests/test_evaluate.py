@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.evaluate.conditions import EvalBatch, Physics, Sim2SimConfig, condition, make_backend, widen
-from pipeline.evaluate.report import ablation, config_from_dict, plot, run_evaluation, teacher_policy
+from pipeline.evaluate.report import ablation, config_from_dict, plot, run_evaluation
+from pipeline.learn.teacher import teacher_policy
 from pipeline.evaluate.rollout import METRICS, PolicySpec, rollout
 from pipeline.learn.distill import config_from_dict as distill_config
 from pipeline.learn.distill import distill
@@ -47,8 +48,8 @@ def test_evaluation_is_reproducible_by_seed(setup: dict):
     np.testing.assert_array_equal(a.qpos, b.qpos)
     c = _run(setup, pol, "randomized", 8)
     assert c.summary["overall"]["mpkpe_mm"] != a.summary["overall"]["mpkpe_mm"]
-    assert set(a.summary["overall"]) == {*METRICS, "episodes"}
-    t = teacher_policy(setup["teacher"], setup["cfg"], student.obs_size, student.num_actions)
+    assert set(a.summary["overall"]) == {*METRICS, "episodes", "episode_s"}
+    t = teacher_policy(setup["teacher"], setup["cfg"])
     assert _run(setup, t, "sim2sim", 3).summary == _run(setup, t, "sim2sim", 3).summary
 
 
@@ -166,7 +167,7 @@ def test_report_shape_plots_and_ablation(setup: dict, tmp_path: Path):
     for by in metrics.values():
         assert set(by) == {"nominal", "randomized", "sim2sim"}
         for m in by.values():
-            assert set(m) == {*METRICS, "episodes"} and m["episodes"] == 2
+            assert set(m) == {*METRICS, "episodes", "episode_s"} and m["episodes"] == 2
     assert set(detail["clips"]["student"]["sim2sim"]) == {"sway"}
     json.dumps(detail)
     paths = plot(metrics, rollouts, tmp_path)

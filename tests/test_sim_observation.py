@@ -74,8 +74,7 @@ def test_terms_and_layout():
 def test_env_actor_observation_is_what_the_robot_can_compute():
     """The task's actor observation (no noise) equals the deploy computation from robot-side signals only:
     IMU orientation and gyro, joint encoders, the reference, the last action (torso from the waist FK)."""
-    from pipeline.learn.evaluate import nominal
-    from pipeline.sim.config import from_dict
+    from pipeline.sim.config import from_dict, nominal
     from pipeline.sim.task import TrackingEnv
 
     from .sim_helpers import swing_motion

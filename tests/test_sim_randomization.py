@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.learn.evaluate import nominal
-from pipeline.sim.config import Switch, TrainConfig, from_dict
+from pipeline.sim.config import Switch, TrainConfig, from_dict, nominal
 from pipeline.sim.task import TrackingEnv
 
 from .sim_helpers import swing_motion

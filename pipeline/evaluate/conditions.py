@@ -22,10 +22,9 @@ import mujoco
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.learn.evaluate import nominal
 from pipeline.robot.spec import RobotSpec
 from pipeline.sim.backend import TERRAIN_LEVELS, CpuBatch, build_model
-from pipeline.sim.config import RandomizationConfig, Switch, TrainConfig
+from pipeline.sim.config import RandomizationConfig, Switch, TrainConfig, nominal
 from pipeline.sim.config import validate as validate_train
 
 CONDITIONS = ("nominal", "randomized", "sim2sim")

@@ -18,9 +18,8 @@ import torch
 
 from pipeline.evaluate.conditions import ABLATIONS, CONDITIONS, Sim2SimConfig, condition
 from pipeline.evaluate.rollout import PolicySpec, Rollout, rollout
-from pipeline.learn.distill import load_teacher_into, teacher_state
 from pipeline.learn.student import load_student
-from pipeline.learn.teacher import runner_config
+from pipeline.learn.teacher import teacher_policy
 from pipeline.robot.motion import RobotMotion
 from pipeline.sim.config import TrainConfig, _build
 
@@ -55,26 +54,6 @@ def config_from_dict(raw: dict[str, Any] | None, where: str | Path = "params.yam
     return cfg
 
 
-def teacher_policy(path: str | Path, tcfg: TrainConfig, obs_size: int, num_actions: int) -> PolicySpec:
-    """The train stage's actor (deterministic) as a policy over the ``actor`` group."""
-    from rsl_rl.utils import resolve_class
-    from tensordict import TensorDict
-
-    state = teacher_state(path)
-    cls, kw = resolve_class(runner_config(tcfg)["actor"])
-    dummy = TensorDict({"actor": torch.zeros(1, obs_size)}, batch_size=[1])
-    model = cls(dummy, {"actor": ["actor"]}, "actor", num_actions, **kw)
-    load_teacher_into(state, lambda: model.load_state_dict(state["actor_state_dict"]))
-    model.eval()
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            td = TensorDict({"actor": torch.as_tensor(obs)}, batch_size=[obs.shape[0]])
-            return model(td).numpy().astype(np.float64)
-
-    return PolicySpec("actor", act)
-
-
 def run_evaluation(
     ecfg: EvaluateConfig,
     tcfg: TrainConfig,
@@ -89,9 +68,8 @@ def run_evaluation(
 
     torch.set_num_threads(1)
     student = load_student(student_dir)
-    n = len(tcfg_joint_names(tcfg))
     policies = {
-        "teacher": teacher_policy(teacher_path, tcfg, student.obs_size, n),
+        "teacher": teacher_policy(teacher_path, tcfg),
         "student": PolicySpec("student", student.act),
     }
     conds = [*CONDITIONS, *(ABLATIONS if ecfg.ablations else ())]
@@ -114,12 +92,6 @@ def run_evaluation(
     if ecfg.ablations:
         detail["sim2sim_ablation"] = ablation(metrics)
     return metrics, detail, rollouts
-
-
-def tcfg_joint_names(tcfg: TrainConfig) -> tuple[str, ...]:
-    from pipeline.robot.spec import load_robot
-
-    return load_robot(tcfg.robot).joint_names
 
 
 def bar_check(metrics: dict[str, Any]) -> dict[str, Any]:

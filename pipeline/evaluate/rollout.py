@@ -6,18 +6,21 @@ for a given ``seed``: the same clips, start frames, randomization draws and obse
 generator is seeded and does not depend on the actions until pushes and resets diverge).
 
 Episodes: each clip is replayed from its first frame by ``episodes_per_clip`` envs, for at least
-``min_episode_s`` of reference (cyclic clips loop; a non-cyclic clip ends at its last frame), as the teacher's
-own evaluation (pipeline/learn/evaluate.py). Metrics per clip and overall (means over episodes):
+``min_episode_s`` of reference (cyclic clips loop; a non-cyclic clip ends at its last frame); the train stage
+scores its teacher with this too (pipeline/learn/teacher.py ``evaluate_teacher``). Metrics per clip and
+overall (means over episodes):
 
 - ``success_rate``: share of episodes reaching their end without a termination;
 - ``mpkpe_mm``: mean global position error of the tracked bodies, mm (over the steps the episode lived);
+- ``mpkpe_local_mm``: the same against the reference moved onto the robot's anchor in x, y and heading (as
+  the body rewards see it): the posture error without the drift of the whole body;
 - ``joint_err_rad``: mean absolute joint position error, rad;
 - ``torque_nm``: mean absolute actuator torque over joints and physics steps, N m;
 - ``action_rate``: action smoothness, mean over joints of (a_t - a_{t-1})^2 (raw action units; lower is
   smoother; a_{-1} is the task's start value, the action that servoes the first reference frame);
 - ``survival_s``: how long episodes lived, s (MPKPE grows as a policy loses the reference, so compare MPKPE
   between policies that survive alike);
-- ``episodes``.
+- ``episodes`` and ``episode_s`` (the longest episode's length: shorter clips give shorter episodes).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pipeline.robot.spec import load_robot
 from pipeline.sim.config import TrainConfig
 from pipeline.sim.task import TrackingEnv
 
-METRICS = ("success_rate", "mpkpe_mm", "joint_err_rad", "torque_nm", "action_rate", "survival_s")
+METRICS = ("success_rate", "mpkpe_mm", "mpkpe_local_mm", "joint_err_rad", "torque_nm", "action_rate", "survival_s")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def rollout(
     obs = env.reset()
     alive = np.ones(e, bool)
     success = np.zeros(e, bool)
-    sums = {k: np.zeros(e) for k in ("mpkpe", "jerr", "torque", "rate")}
+    sums = {k: np.zeros(e) for k in ("mpkpe", "local", "jerr", "torque", "rate")}
     lived = np.zeros(e)
     first = clips == 0
     curve, alive_curve, qpos = [], [], [backend.qpos[0].copy()]
@@ -93,6 +96,7 @@ def rollout(
         torque = (backend.torque_abs_sum - torque0) / max(backend.substeps - sub0, 1)
         for k, v in (
             ("mpkpe", info["mpkpe_m"]),
+            ("local", info["mpkpe_local_m"]),
             ("jerr", info["joint_err"]),
             ("torque", torque),
             ("rate", rate),
@@ -112,6 +116,7 @@ def rollout(
     per_env = {
         "success_rate": success.astype(float),
         "mpkpe_mm": 1000.0 * sums["mpkpe"] / n,
+        "mpkpe_local_mm": 1000.0 * sums["local"] / n,
         "joint_err_rad": sums["jerr"] / n,
         "torque_nm": sums["torque"] / n,
         "action_rate": sums["rate"] / n,
@@ -121,6 +126,7 @@ def rollout(
     def summary(mask: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {k: float(per_env[k][mask].mean()) for k in METRICS}
         out["episodes"] = int(mask.sum())
+        out["episode_s"] = float(steps[mask].max() * task.dt)
         return out
 
     return Rollout(

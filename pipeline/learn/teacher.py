@@ -5,7 +5,7 @@
     checkpoints/last.pt   rsl-rl runner state + our counters (iteration, env steps, wall seconds, sampler);
                           a rerun with the same config resumes from it (DVC ``persist: true``)
     curves.csv            one row per PPO iteration (for ``dvc plots``)
-    policy.pt             the final runner state (actor + critic + normalizers), loadable by :func:`load_policy`
+    policy.pt             the final runner state (actor + critic + normalizers), loadable by :func:`teacher_policy`
 
 The PPO itself is rsl-rl-lib's (``OnPolicyRunner.alg``: act / process_env_step / compute_returns / update);
 this module only drives its iterations so it can stop on a wall-clock or env-step budget, time the update
@@ -31,7 +31,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
+from pipeline.deploy import observation as dob
 from pipeline.errors import InputError
+from pipeline.evaluate.rollout import PolicySpec
 from pipeline.io import atomic_path
 from pipeline.learn.vecenv import TrackingVecEnv
 from pipeline.retarget.quality import gate_failures
@@ -258,21 +260,43 @@ def _write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
             w.writerow({k: r.get(k, "") for k in CURVE_FIELDS})
 
 
-def load_policy(path: Path, cfg: TrainConfig, motions: Sequence[RobotMotion], names: Sequence[str]):
-    """The deterministic actor of a saved runner state as ``obs dict -> actions (E, N)`` (numpy)."""
-    env = TrackingEnv(cfg, motions, names, num_envs=1)
-    _, runner = build_runner(env, cfg)
-    state = torch.load(path, weights_only=False, map_location="cpu")
-    runner.alg.load(state, {"actor": True}, strict=True)
-    actor = runner.alg.get_policy()
-    actor.eval()
+def teacher_policy(path: str | Path, cfg: TrainConfig) -> PolicySpec:
+    """The deterministic actor of a saved runner state (the train stage's ``policy.pt``), reading the ``actor``
+    observation group; an InputError when the file is not a teacher or does not match ``train.ppo``."""
+    from rsl_rl.utils import resolve_class
 
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+    from pipeline.learn.distill import load_teacher_into, teacher_state
+
+    state = teacher_state(path)
+    n = load_robot(cfg.robot).num_joints
+    obs_size = sum(t.size for t in dob.actor_layout(n))
+    cls, kw = resolve_class(runner_config(cfg)["actor"])
+    dummy = TensorDict({"actor": torch.zeros(1, obs_size)}, batch_size=[1])
+    model = cls(dummy, {"actor": ["actor"]}, "actor", n, **kw)
+    load_teacher_into(state, lambda: model.load_state_dict(state["actor_state_dict"]))
+    model.eval()
+
+    def act(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            td = TensorDict({k: torch.from_numpy(v) for k, v in obs.items()}, batch_size=[len(obs["actor"])])
-            return actor(td).numpy().astype(np.float64)
+            td = TensorDict({"actor": torch.as_tensor(obs)}, batch_size=[obs.shape[0]])
+            return model(td).numpy().astype(np.float64)
 
-    return act
+    return PolicySpec("actor", act)
+
+
+def evaluate_teacher(
+    path: str | Path, cfg: TrainConfig, motions: Sequence[RobotMotion], names: Sequence[str]
+) -> dict[str, Any]:
+    """The train stage's own score of ``policy.pt``: ``train.eval`` episodes from each clip's first frame,
+    under the training randomization (or nominal with ``eval.randomized: false``), scored as the evaluate
+    stage scores (pipeline/evaluate/rollout.py): ``{"randomized", "overall": {...}, "clips": {name: {...}}}``."""
+    from pipeline.evaluate.conditions import Sim2SimConfig, condition
+    from pipeline.evaluate.rollout import rollout
+
+    ecfg, physics = condition(cfg, "randomized" if cfg.eval.randomized else "nominal", Sim2SimConfig())
+    r = rollout(teacher_policy(path, cfg), ecfg, physics, motions, names, history=1, seed=cfg.seed + 10_000,
+                episodes_per_clip=cfg.eval.episodes_per_clip, min_episode_s=cfg.eval.min_episode_s)  # fmt: skip
+    return {"randomized": cfg.eval.randomized, **r.summary}
 
 
 def load_motions(cfg: TrainConfig, data_dir: Path) -> tuple[list[RobotMotion], list[str]]:

@@ -316,6 +316,17 @@ def from_dict(raw: dict[str, Any] | None, where: str | Path = "params.yaml") -> 
     return validate(cfg, where)
 
 
+def nominal(cfg: TrainConfig) -> TrainConfig:
+    """The same config with every randomization switched off (nominal model, no noise, no pushes)."""
+    rnd = cfg.randomization
+    off = {
+        f.name: dataclasses.replace(getattr(rnd, f.name), enabled=False)
+        for f in dataclasses.fields(RandomizationConfig)
+        if isinstance(getattr(rnd, f.name), Switch)
+    }
+    return dataclasses.replace(cfg, randomization=dataclasses.replace(rnd, **off))
+
+
 def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     """A copy with top-level or dotted changes, e.g. ``replace(cfg, **{"sim.nthread": 1})``; revalidated."""
     nested: dict[str, dict[str, Any]] = {}

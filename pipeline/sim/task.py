@@ -13,7 +13,7 @@ of the position servos; with action latency the previous target stays on for the
 the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
 the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
 terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
-per-env ``mpkpe_m`` and ``joint_err`` of the step before any reset, and the reward terms' batch means.
+per-env ``mpkpe_m`` (global), ``mpkpe_local_m`` (on the robot's anchor) and ``joint_err`` of the step before any reset, and the reward terms' batch means.
 The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise).
 """
 
@@ -200,10 +200,10 @@ class TrackingEnv:
         terminated = terms.terminations(cfg.termination, state, ref, self)
         time_out = (self.steps >= self.limit) | ref["done"]
         time_out &= ~terminated
+        mpkpe, local = terms.tracking_errors(ref, state, self.r_anchor, self.r_tracked)
         info = {
-            "mpkpe_m": np.linalg.norm(
-                state["body_pos_w"] - ref["body_pos_w"][:, self.r_tracked], axis=-1
-            ).mean(1),
+            "mpkpe_m": mpkpe,
+            "mpkpe_local_m": local,
             "joint_err": np.abs(state["joint_pos"] - ref["joint_pos"]).mean(1),
             **{f"reward/{k}": np.asarray(v.mean()) for k, v in parts.items()},
         }

@@ -87,6 +87,17 @@ def relative_reference(
     return rel_pos, rel_quat
 
 
+def tracking_errors(
+    ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int, tracked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E,) mean position error of the tracked bodies, m: global, and local (against the reference moved onto
+    the robot's anchor by :func:`relative_reference`: posture without the drift of the whole body)."""
+    pos = state["body_pos_w"]
+    rel_pos, _ = relative_reference(ref, state, anchor, tracked)
+    glob = np.linalg.norm(pos - ref["body_pos_w"][:, tracked], axis=-1).mean(1)
+    return glob, np.linalg.norm(pos - rel_pos, axis=-1).mean(1)
+
+
 def rewards(
     cfg: RewardConfig,
     state: dict[str, np.ndarray],
