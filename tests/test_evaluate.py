@@ -12,11 +12,11 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.evaluate.conditions import EvalBatch, Physics, Sim2SimConfig, condition, make_backend, widen
 from pipeline.evaluate.report import ablation, config_from_dict, plot, run_evaluation
-from pipeline.learn.teacher import teacher_policy
 from pipeline.evaluate.rollout import METRICS, PolicySpec, rollout
 from pipeline.learn.distill import config_from_dict as distill_config
 from pipeline.learn.distill import distill
 from pipeline.learn.student import load_student
+from pipeline.learn.teacher import teacher_policy
 from pipeline.robot.spec import load_robot
 from pipeline.sim.config import Switch
 from pipeline.sim.task import TrackingEnv
