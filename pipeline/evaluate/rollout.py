@@ -39,7 +39,15 @@ from pipeline.robot.spec import load_robot
 from pipeline.sim.config import TrainConfig
 from pipeline.sim.task import TrackingEnv
 
-METRICS = ("success_rate", "mpkpe_mm", "mpkpe_local_mm", "joint_err_rad", "torque_nm", "action_rate", "survival_s")
+METRICS = (
+    "success_rate",
+    "mpkpe_mm",
+    "mpkpe_local_mm",
+    "joint_err_rad",
+    "torque_nm",
+    "action_rate",
+    "survival_s",
+)
 
 
 @dataclass(frozen=True)
