@@ -175,6 +175,8 @@ def test_student_action_ignores_every_privileged_quantity(students: dict, proble
         perturb()
         obs = henv._extend(task._observe(ref), None)
         assert not np.allclose(obs["critic"], base["critic"]), f"{name}: the critic should see it"
+        if name == "root_position":  # the teacher's actor sees where it is; the student does not
+            assert not np.allclose(obs["anchor_pos"], base["anchor_pos"])
         np.testing.assert_array_equal(obs["student"], base_student, err_msg=name)
         np.testing.assert_array_equal(student.act(obs["student"]), base_action, err_msg=name)
 

@@ -42,7 +42,7 @@ def _run(setup: dict, policy: PolicySpec, name: str, seed: int):
 
 def test_evaluation_is_reproducible_by_seed(setup: dict):
     student = load_student(setup["student"])
-    pol = PolicySpec("student", student.act)
+    pol = PolicySpec(("student",), student.act)
     a, b = _run(setup, pol, "randomized", 7), _run(setup, pol, "randomized", 7)
     assert a.summary == b.summary
     np.testing.assert_array_equal(a.qpos, b.qpos)

@@ -13,7 +13,14 @@ import torch
 
 from pipeline.errors import InputError
 from pipeline.evaluate.rollout import METRICS
-from pipeline.learn.teacher import build_runner, evaluate_teacher, load_motions, train
+from pipeline.learn.teacher import (
+    actor_groups,
+    build_runner,
+    evaluate_teacher,
+    load_motions,
+    teacher_policy,
+    train,
+)
 from pipeline.sim.config import from_dict
 from pipeline.sim.task import TrackingEnv
 
@@ -61,6 +68,22 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
     json.dumps(metrics)
 
 
+def test_teacher_reads_its_anchor_position_only_when_configured(tmp_path):
+    cfg = _cfg(32)
+    train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
+    policy = teacher_policy(tmp_path / "policy.pt", cfg)
+    assert policy.groups == ("actor", "anchor_pos")
+    env = TrackingEnv(cfg, [MOTION], ["swing"], num_envs=2)
+    obs = env.reset()
+    x = np.concatenate([obs["actor"], obs["anchor_pos"]], axis=1)
+    moved = x.copy()
+    moved[:, -3:] += [0.3, -0.2, 0.0]
+    assert np.abs(policy.act(moved) - policy.act(x)).max() > 1e-6
+    blind = dataclasses.replace(cfg, actor_anchor_pos=False)
+    train(blind, [MOTION], ["swing"], tmp_path / "blind", progress=False)
+    assert teacher_policy(tmp_path / "blind" / "policy.pt", blind).groups == ("actor",)
+
+
 def test_other_config_does_not_resume(tmp_path):
     cfg = _cfg(32)
     train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
@@ -72,13 +95,15 @@ def test_residual_actor_exports_the_same_action():
     cfg = _cfg(32)
     env = TrackingEnv(cfg, [MOTION], ["swing"])
     vec, runner = build_runner(env, cfg)
+    assert runner.alg.symmetry is not None and runner.alg.symmetry.use_data_augmentation  # train.ppo.symmetry
     actor = runner.alg.get_policy()
     obs = vec.get_observations()
     actor.update_normalization(obs)
     with torch.inference_mode():
         a = actor(obs)
-        b = actor.deploy_module()(obs["actor"])
-        c = actor.as_onnx(False)(obs["actor"])
+        x = torch.cat([obs[g] for g in actor_groups(cfg)], dim=-1)  # the export reads the groups concatenated
+        b = actor.deploy_module()(x)
+        c = actor.as_onnx(False)(x)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
     # the feed-forward makes a zero-residual action reproduce the reference joints as targets

@@ -70,7 +70,7 @@ def run_evaluation(
     student = load_student(student_dir)
     policies = {
         "teacher": teacher_policy(teacher_path, tcfg),
-        "student": PolicySpec("student", student.act),
+        "student": PolicySpec(("student",), student.act),
     }
     conds = [*CONDITIONS, *(ABLATIONS if ecfg.ablations else ())]
     metrics: dict[str, Any] = {p: {} for p in policies}

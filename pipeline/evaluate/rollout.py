@@ -1,7 +1,7 @@
 """Roll out a policy under one evaluation condition and score every env's first episode.
 
-A policy is ``(group, act)``: ``act`` maps the observation group ``group`` ((E, D) numpy; ``actor`` for the
-teacher, ``student`` for the history-fed student) to raw actions (E, N). Every policy sees the same episodes
+A policy is ``(groups, act)``: ``act`` maps its observation groups, concatenated ((E, D) numpy; ``actor`` and
+``anchor_pos`` for the teacher, ``student`` for the history-fed student) to raw actions (E, N). Every policy sees the same episodes
 for a given ``seed``: the same clips, start frames, randomization draws and observation noise (the task's
 generator is seeded and does not depend on the actions until pushes and resets diverge).
 
@@ -52,7 +52,7 @@ METRICS = (
 
 @dataclass(frozen=True)
 class PolicySpec:
-    group: str  # observation group the policy reads
+    groups: tuple[str, ...]  # observation groups the policy reads, concatenated in this order
     act: Callable[[np.ndarray], np.ndarray]
 
 
@@ -97,7 +97,8 @@ def rollout(
     first = clips == 0
     curve, alive_curve, qpos = [], [], [backend.qpos[0].copy()]
     for _ in range(int(steps.max())):
-        actions = np.asarray(policy.act(obs[policy.group]), dtype=np.float64)
+        x = np.concatenate([obs[g] for g in policy.groups], axis=1)
+        actions = np.asarray(policy.act(x), dtype=np.float64)
         rate = np.mean((actions - task.last_action) ** 2, axis=1)  # the task keeps the previous action
         torque0, sub0 = backend.torque_abs_sum.copy(), backend.substeps
         obs, _, term, time_out, info = env.step(actions.copy())  # the task may write into what it keeps

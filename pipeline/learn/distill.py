@@ -4,8 +4,8 @@
 pipeline/learn/student.py), ``curves.csv`` (one row per iteration) and returns a summary dict.
 
 - ``method: distill`` (default): rsl-rl-lib's ``Distillation`` algorithm (``DistillationRunner`` construction)
-  with ``obs_groups = {"student": ["student"], "teacher": ["actor"]}``. The student acts in the environment
-  (stochastic, small fixed std) and is regressed onto the teacher's action at every visited state: DAgger with
+  with ``obs_groups = {"student": ["student"], "teacher": ["actor", "anchor_pos"]}`` (the teacher's groups).
+  The student acts in the environment (stochastic, small fixed std) and is regressed onto the teacher's action at every visited state: DAgger with
   beta = 0. Optionally ``finetune_iterations`` of rsl-rl PPO on the student afterwards (actor = the distilled
   student, critic on the privileged ``critic`` group, trained from scratch; a short warm-up updates only the
   critic first).
@@ -139,7 +139,7 @@ def distill_runner_config(dcfg: DistillConfig, tcfg: TrainConfig, obs_size: int)
     return {
         "num_steps_per_env": dcfg.num_steps_per_env,
         "save_interval": 10**9,
-        "obs_groups": {"student": ["student"], "teacher": ["actor"]},
+        "obs_groups": {"student": ["student"], "teacher": runner_config(tcfg)["obs_groups"]["actor"]},
         "student": {
             "class_name": "pipeline.learn.models:ResidualMLPModel",
             **ff,
@@ -278,7 +278,12 @@ def finetune_ppo(
     student = distill_runner_config(dcfg, tcfg, vec.env.obs_size)["student"]  # type: ignore[attr-defined]
     cfg["actor"] = {**student, "distribution_cfg": cfg["actor"]["distribution_cfg"]}
     cfg["actor"]["distribution_cfg"] = {**cfg["actor"]["distribution_cfg"], "init_std": dcfg.action_std}
-    cfg["algorithm"] = {**cfg["algorithm"], "learning_rate": dcfg.finetune_learning_rate, "schedule": "fixed"}
+    cfg["algorithm"] = {
+        **cfg["algorithm"],
+        "learning_rate": dcfg.finetune_learning_rate,
+        "schedule": "fixed",
+        "symmetry_cfg": None,
+    }  # fmt: skip (the student's history group has no mirror rule)
     runner = OnPolicyRunner(vec, cfg, log_dir=None, device="cpu")
     alg = runner.alg
     alg.actor.load_state_dict(student_model.state_dict())

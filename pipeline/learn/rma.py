@@ -71,14 +71,15 @@ class EncoderMLPModel(ResidualMLPModel):
 
 
 def _warm_start(model: EncoderMLPModel, actor_state: dict[str, torch.Tensor], obs_size: int) -> None:
-    """Copy the plain teacher's actor into the encoder model (zero weights on z: same actions at start)."""
+    """Copy the plain teacher's actor into the encoder model (zero weights on z: same actions at start). The
+    encoder model reads the deployable frame only: a teacher input beyond it (``anchor_pos``) is dropped."""
     own = model.state_dict()
     for k, v in actor_state.items():
         if k.startswith("obs_normalizer._") and k != "obs_normalizer.count":
-            own[k][..., :obs_size] = v
+            own[k][..., :obs_size] = v[..., :obs_size]
         elif k == "mlp.0.weight":
             own[k].zero_()
-            own[k][:, :obs_size] = v
+            own[k][:, :obs_size] = v[:, :obs_size]
         elif k in own and own[k].shape == v.shape:
             own[k] = v.clone()
     model.load_state_dict(own)
@@ -95,7 +96,11 @@ def _ppo_teacher(
     actor = {k: v for k, v in cfg["actor"].items() if k not in ("ff_offset", "ff_scale")}
     cfg["actor"] = {**actor, **feed_forward_kwargs(cfg["actor"], 0), "class_name": f"{__name__}:EncoderMLPModel",
                     "latent_dim": r.latent, "encoder_hidden": list(r.encoder_hidden)}  # fmt: skip
-    cfg["algorithm"] = {**cfg["algorithm"], "learning_rate": dcfg.finetune_learning_rate}
+    cfg["algorithm"] = {
+        **cfg["algorithm"],
+        "learning_rate": dcfg.finetune_learning_rate,
+        "symmetry_cfg": None,
+    }  # fmt: skip (the priv group has no mirror rule)
     torch.manual_seed(dcfg.seed)
     runner = OnPolicyRunner(vec, cfg, log_dir=None, device="cpu")
     alg = runner.alg

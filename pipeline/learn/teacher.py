@@ -48,6 +48,12 @@ CURVE_FIELDS = (
 )  # fmt: skip
 
 
+def actor_groups(cfg: TrainConfig) -> list[str]:
+    """The observation groups the teacher's actor reads, in order (``actor`` first: the feed-forward and the
+    deployable frame are there)."""
+    return ["actor", "anchor_pos"] if cfg.actor_anchor_pos else ["actor"]
+
+
 def runner_config(cfg: TrainConfig) -> dict[str, Any]:
     """The rsl-rl-lib OnPolicyRunner configuration (asymmetric actor-critic, normalised observations).
 
@@ -78,7 +84,7 @@ def runner_config(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "num_steps_per_env": p.num_steps_per_env,
         "save_interval": cfg.checkpoint_every,
-        "obs_groups": {"actor": ["actor"], "critic": ["critic"]},
+        "obs_groups": {"actor": actor_groups(cfg), "critic": ["critic"]},
         "actor": model(p.actor_hidden, True),
         "critic": model(p.critic_hidden, False),
         "algorithm": {
@@ -94,6 +100,15 @@ def runner_config(cfg: TrainConfig) -> dict[str, Any]:
             "max_grad_norm": p.max_grad_norm,
             "schedule": p.schedule,
             "desired_kl": p.desired_kl,
+            # every mini-batch also in its left-right mirror image (pipeline/sim/symmetry.py)
+            "symmetry_cfg": {
+                "use_data_augmentation": True,
+                "use_mirror_loss": False,
+                "mirror_loss_coeff": 0.0,
+                "data_augmentation_func": "pipeline.sim.symmetry:augment",
+            }
+            if p.symmetry
+            else None,
         },
         "check_for_nan": True,
     }
@@ -201,7 +216,9 @@ def train(
                     runner.alg.process_env_step(obs, rew, dones, extras)
                 runner.alg.compute_returns(obs)
             t1 = time.perf_counter()
+            torch.set_num_threads(cfg.sim.nthread)  # the physics threads are idle during the update
             losses = runner.alg.update()
+            torch.set_num_threads(1)
             t2 = time.perf_counter()
             counters["iteration"] += 1
             counters["env_steps"] += per_iter
@@ -261,27 +278,32 @@ def _write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def teacher_policy(path: str | Path, cfg: TrainConfig) -> PolicySpec:
-    """The deterministic actor of a saved runner state (the train stage's ``policy.pt``), reading the ``actor``
-    observation group; an InputError when the file is not a teacher or does not match ``train.ppo``."""
+    """The deterministic actor of a saved runner state (the train stage's ``policy.pt``), reading the groups
+    :func:`actor_groups` (concatenated, as :class:`PolicySpec` passes them); an InputError when the file is
+    not a teacher or does not match ``train.ppo``."""
     from rsl_rl.utils import resolve_class
 
     from pipeline.learn.distill import load_teacher_into, teacher_state
 
     state = teacher_state(path)
     n = load_robot(cfg.robot).num_joints
-    obs_size = sum(t.size for t in dob.actor_layout(n))
+    groups = actor_groups(cfg)
+    sizes = {"actor": sum(t.size for t in dob.actor_layout(n)), "anchor_pos": 3}
     cls, kw = resolve_class(runner_config(cfg)["actor"])
-    dummy = TensorDict({"actor": torch.zeros(1, obs_size)}, batch_size=[1])
-    model = cls(dummy, {"actor": ["actor"]}, "actor", n, **kw)
+    dummy = TensorDict({g: torch.zeros(1, sizes[g]) for g in groups}, batch_size=[1])
+    model = cls(dummy, {"actor": groups}, "actor", n, **kw)
     load_teacher_into(state, lambda: model.load_state_dict(state["actor_state_dict"]))
     model.eval()
+    split = np.cumsum([sizes[g] for g in groups])[:-1]
 
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            td = TensorDict({"actor": torch.as_tensor(obs)}, batch_size=[obs.shape[0]])
+            parts = np.split(np.asarray(obs, dtype=np.float32), split, axis=1)
+            td = TensorDict({g: torch.as_tensor(x) for g, x in zip(groups, parts, strict=True)},
+                            batch_size=[obs.shape[0]])  # fmt: skip
             return model(td).numpy().astype(np.float64)
 
-    return PolicySpec("actor", act)
+    return PolicySpec(tuple(groups), act)
 
 
 def evaluate_teacher(

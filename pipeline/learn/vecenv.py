@@ -1,19 +1,22 @@
 """rsl-rl-lib VecEnv adapter over :class:`pipeline.sim.task.TrackingEnv`.
 
 Observations are a TensorDict with the groups ``actor`` (deployable, see pipeline/deploy/observation.py) and
-``critic`` (privileged); the runner config maps ``obs_groups = {"actor": ["actor"], "critic": ["critic"]}``
-(distillation: ``{"student": ["actor"], "teacher": ["actor"]}`` for a teacher trained on ``actor``).
+``critic`` (privileged); the runner config maps ``obs_groups = {"actor": ["actor", "anchor_pos"], "critic":
+["critic"]}`` (distillation: ``{"student": ["student"], "teacher": [the teacher's groups]}``).
 ``extras["time_outs"]`` marks truncations for value bootstrapping; ``extras["log"]`` holds reward-term means.
 Completed episodes are accumulated in :attr:`episode_stats` for the training log.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from pipeline.sim.symmetry import TaskMirror
 from pipeline.sim.task import TrackingEnv
 
 
@@ -35,6 +38,11 @@ class TrackingVecEnv(VecEnv):
             "mpkpe_m": [],
         }
         self._mpkpe_sum = np.zeros(self.num_envs)
+
+    @functools.cached_property
+    def mirror(self) -> TaskMirror:
+        """The task's left-right mirror (rsl-rl symmetry augmentation reads it)."""
+        return TaskMirror.of(self.env)
 
     def _td(self, obs: dict[str, np.ndarray]) -> TensorDict:
         return TensorDict(

@@ -93,8 +93,10 @@ class RandomizationConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Uniform observation noise half-widths per actor term (scaled by randomization.obs_noise)."""
+    """Uniform observation noise half-widths per actor term (scaled by randomization.obs_noise), and of the
+    teacher's anchor position error (``anchor_pos``, m)."""
 
+    anchor_pos: float = 0.05
     anchor_ori_error: float = 0.05
     base_ang_vel_b: float = 0.2
     projected_gravity_b: float = 0.05
@@ -113,13 +115,14 @@ class PPOConfig:
     clip_param: float = 0.2
     gamma: float = 0.99
     lam: float = 0.95
-    entropy_coef: float = 0.005
+    entropy_coef: float = 0.001
     value_loss_coef: float = 1.0
     max_grad_norm: float = 1.0
     init_noise_std: float = 0.5
     actor_hidden: tuple[int, ...] = (256, 128, 128)
     critic_hidden: tuple[int, ...] = (256, 128, 128)
     residual: bool = True  # actor output is a residual around the reference joints (pipeline/learn/models.py)
+    symmetry: bool = True  # left-right mirrored copies of every mini-batch (pipeline/sim/symmetry.py)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ class TrainConfig:
     seed: int = 0
     num_envs: int = 128
     episode_s: float = 10.0
+    # the teacher's actor also reads the anchor's position error (observation group ``anchor_pos``): a robot
+    # needs state estimation for it, so the student never sees it
+    actor_anchor_pos: bool = True
     sim: SimConfig = SimConfig()
     reward: RewardConfig = RewardConfig()
     termination: TerminationConfig = TerminationConfig()

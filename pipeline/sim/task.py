@@ -3,7 +3,7 @@
 API (used by pipeline/learn and by distillation)::
 
     env = TrackingEnv(cfg, motions, names)          # cfg: pipeline.sim.config.TrainConfig
-    obs = env.reset()                               # {"actor": (E, Da), "critic": (E, Dc)} float32
+    obs = env.reset()                   # {"actor": (E, Da), "anchor_pos": (E, 3), "critic": (E, Dc)} float32
     obs, reward, terminated, time_out, info = env.step(actions)   # actions (E, N) raw policy outputs
     env.num_envs, env.num_actions, env.actor_layout, env.obs_sizes, env.max_episode_steps
     env.set_eval(clips, steps)                      # deterministic starts at frame 0 of `clips`, fixed lengths
@@ -13,8 +13,11 @@ of the position servos; with action latency the previous target stays on for the
 the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
 the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
 terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
-per-env ``mpkpe_m`` (global), ``mpkpe_local_m`` (on the robot's anchor) and ``joint_err`` of the step before any reset, and the reward terms' batch means.
-The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise).
+per-env ``mpkpe_m`` (global), ``mpkpe_local_m`` (on the robot's anchor) and ``joint_err`` of the step
+before any reset, and the reward terms' batch means.
+The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise);
+``anchor_pos`` is the reference anchor's position in the robot anchor's frame (+ noise), which the teacher's
+actor reads with ``train.actor_anchor_pos`` (it needs state estimation on a robot; the student never reads it).
 """
 
 from __future__ import annotations
@@ -253,8 +256,15 @@ class TrackingEnv:
             last_action=self.last_action,
             layout=self.actor_layout,
         )
+        anchor_pos = terms.anchor_pos_error(self, ref)
         if self.cfg.randomization.obs_noise.enabled:
             noise = self.rng.uniform(-1.0, 1.0, actor.shape) * self.noise_width * p.obs_noise[:, None]
             actor = actor + noise.astype(np.float32)
+            width = self.cfg.noise.anchor_pos * p.obs_noise[:, None]
+            anchor_pos = anchor_pos + self.rng.uniform(-1.0, 1.0, anchor_pos.shape) * width
         critic = terms.critic_observation(self, ref)
-        return {"actor": actor, "critic": critic.astype(np.float32)}
+        return {
+            "actor": actor,
+            "anchor_pos": anchor_pos.astype(np.float32),
+            "critic": critic.astype(np.float32),
+        }

@@ -31,7 +31,7 @@ def gravity_z(q: np.ndarray) -> np.ndarray:
     return 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2) - 1.0
 
 
-def _matrix(q: np.ndarray) -> np.ndarray:
+def rotation_matrix(q: np.ndarray) -> np.ndarray:
     """(..., 4) unit wxyz -> (..., 3, 3)."""
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     m = np.empty((*q.shape[:-1], 3, 3))
@@ -142,20 +142,27 @@ def terminations(
     return height | tilt | ee_err.any(1) | bad
 
 
+def anchor_pos_error(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarray:
+    """(E, 3) the reference anchor's position in the robot anchor's frame."""
+    be, a = env.backend, env.anchor
+    d = ref["body_pos_w"][:, env.r_anchor] - be.xpos[:, a]
+    return np.einsum("ei,eij->ej", d, rotation_matrix(be.xquat[:, a]))
+
+
 def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarray:
     """Privileged critic input (E, Dc): command, anchor pose error (with position), body poses in the anchor
     frame, base velocities, proprioception, foot contact forces, randomized parameters."""
     be, a = env.backend, env.anchor
     anchor_pos, anchor_quat = be.xpos[:, a], be.xquat[:, a]
-    rot_a = _matrix(anchor_quat)  # (E, 3, 3)
+    rot_a = rotation_matrix(anchor_quat)  # (E, 3, 3)
     # R_a^T v as v R_a (row vectors), R_a^T R_body
     body_pos_b = (be.xpos[:, env.tracked] - anchor_pos[:, None, :]) @ rot_a
-    body_ori_b = rot_a.transpose(0, 2, 1)[:, None] @ _matrix(be.xquat[:, env.tracked])[..., :2]
+    body_ori_b = rot_a.transpose(0, 2, 1)[:, None] @ rotation_matrix(be.xquat[:, env.tracked])[..., :2]
     pelvis_quat = be.qpos[:, 3:7]
     parts = [
         ref["joint_pos"],
         ref["joint_vel"],
-        ((ref["body_pos_w"][:, env.r_anchor] - anchor_pos)[:, None, :] @ rot_a)[:, 0],
+        anchor_pos_error(env, ref),
         dob.anchor_ori_error(ref["body_quat_w"][:, env.r_anchor], anchor_quat),
         body_pos_b.reshape(env.num_envs, -1),
         body_ori_b.reshape(env.num_envs, -1),
