@@ -69,7 +69,7 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
 
 
 def test_teacher_reads_its_anchor_position_only_when_configured(tmp_path):
-    cfg = _cfg(32)
+    cfg = dataclasses.replace(_cfg(32), actor_anchor_pos=True)
     train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
     policy = teacher_policy(tmp_path / "policy.pt", cfg)
     assert policy.groups == ("actor", "anchor_pos")
