@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.sim.config import Switch, TrainConfig, from_dict, nominal
 from pipeline.sim.task import TrackingEnv
 
@@ -31,9 +32,12 @@ EXTREME = {
 }
 
 
-def _run(cfg: TrainConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray, TrackingEnv]:
+def _run(
+    cfg: TrainConfig, seed: int = 0, push_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, TrackingEnv]:
     cfg = dataclasses.replace(cfg, seed=seed)
     env = TrackingEnv(cfg, [MOTION], ["m"], num_envs=E)
+    env.push_scale = push_scale
     env.set_eval(np.zeros(E, dtype=np.int64), np.full(E, 1000))
     obs = env.reset()
     actions = np.random.default_rng(1).normal(0, 0.3, (STEPS, E, env.num_actions))
@@ -63,6 +67,18 @@ def test_randomization_changes_the_simulation(name, base, nominal_run):
     qpos, _, _ = _run(cfg)
     diff = np.abs(qpos - nominal_run[0]).max()
     assert diff > 1e-4, f"{name} left the trajectory unchanged (max |dq| {diff})"
+
+
+def test_push_curriculum_scales_pushes(base, nominal_run):
+    """Training's push curriculum (randomization.push_ramp) scales the pushes: at 0 there are none."""
+    cfg = dataclasses.replace(
+        base, randomization=dataclasses.replace(base.randomization, push_velocity=EXTREME["push_velocity"])
+    )
+    np.testing.assert_array_equal(_run(cfg, push_scale=0.0)[0], nominal_run[0])
+    half, full = _run(cfg, push_scale=0.5)[0], _run(cfg)[0]
+    assert np.abs(half - nominal_run[0]).max() > 1e-4 and np.abs(half - full).max() > 1e-4
+    with pytest.raises(InputError, match="push_ramp"):
+        from_dict({"randomization": {"push_ramp": 1.5}})
 
 
 def test_nominal_is_deterministic(base, nominal_run):

@@ -207,7 +207,9 @@ def train(
         task = bar.add_task(
             "train", total=1000, it=resumed, ret="-", mpkpe="-", completed=int(1000 * fraction())
         )
+        ramp = cfg.randomization.push_ramp
         while fraction() < 1.0:
+            env.push_scale = min(1.0, fraction() / ramp) if ramp > 0 else 1.0  # push curriculum
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for _ in range(cfg.ppo.num_steps_per_env):

@@ -87,6 +87,7 @@ class RandomizationConfig:
     obs_noise: Switch = Switch(True, (0.0, 1.0))  # multiplier of the per-term noise scales below
     push_velocity: Switch = Switch(True, (0.0, 0.5))  # m/s root velocity kick, per axis (x, y)
     push_interval: tuple[float, float] = (1.0, 3.0)  # s between pushes
+    push_ramp: float = 0.5  # share of the training budget over which the push range grows from 0 to full
     calibration_offset: Switch = Switch(True, (-0.01, 0.01))  # rad, per joint encoder offset
     terrain: Switch = Switch(False, (0.0, 0.03))  # heightfield roughness amplitude, m
 
@@ -268,6 +269,8 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
     rnd = cfg.randomization
     for f in dataclasses.fields(rnd):
         sw = getattr(rnd, f.name)
+        if not isinstance(sw, Switch | tuple):
+            continue
         lo, hi = sw.range if isinstance(sw, Switch) else sw
         if not lo <= hi:
             raise InputError(where, f"train.randomization.{f.name}: range low {lo} > high {hi}")
@@ -281,6 +284,8 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
         raise InputError(where, "train.randomization.action_latency must not exceed one policy step")
     if rnd.push_interval[0] <= 0:
         raise InputError(where, "train.randomization.push_interval must be > 0")
+    if not 0 <= rnd.push_ramp <= 1:
+        raise InputError(where, f"train.randomization.push_ramp must be in [0, 1], got {rnd.push_ramp}")
     p = cfg.ppo
     _positive(
         where,

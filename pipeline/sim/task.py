@@ -107,6 +107,7 @@ class TrackingEnv:
         self.last_action = np.zeros((e, n))
         self.prev_ctrl = np.tile(self.default, (e, 1))
         self.next_push = np.zeros(e)
+        self.push_scale = 1.0  # training's curriculum scales the push range (randomization.push_ramp)
         self._eval: tuple[np.ndarray, np.ndarray] | None = None
         self.obs: dict[str, np.ndarray] = {}
 
@@ -233,6 +234,7 @@ class TrackingEnv:
             return
         lo, hi = sw.range
         mag = self.rng.uniform(lo, hi, (ids.size, 2)) * self.rng.choice([-1.0, 1.0], (ids.size, 2))
+        mag *= self.push_scale
         self.backend.qvel[ids, :2] += mag
         a, b = self.cfg.randomization.push_interval
         self.next_push[ids] = t[ids] + self.rng.uniform(a, b, ids.size)
