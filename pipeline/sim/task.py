@@ -199,12 +199,13 @@ class TrackingEnv:
         self._push()
         ref = self._reference()
         state = terms.robot_state(be, self.anchor, self.pelvis, self.tracked)
-        rew, parts = terms.rewards(cfg.reward, state, ref, self, actions)
+        rel = terms.relative_reference(ref, state, self.r_anchor, self.r_tracked)
+        rew, parts = terms.rewards(cfg.reward, state, ref, rel, self, actions)
         self.last_action = actions
         terminated = terms.terminations(cfg.termination, state, ref, self)
         time_out = (self.steps >= self.limit) | ref["done"]
         time_out &= ~terminated
-        mpkpe, local = terms.tracking_errors(ref, state, self.r_anchor, self.r_tracked)
+        mpkpe, local = terms.tracking_errors(ref, state, self.r_tracked, rel[0])
         info = {
             "mpkpe_m": mpkpe,
             "mpkpe_local_m": local,
@@ -258,13 +259,13 @@ class TrackingEnv:
             last_action=self.last_action,
             layout=self.actor_layout,
         )
-        anchor_pos = terms.anchor_pos_error(self, ref)
+        anchor_pos = clean_anchor_pos = terms.anchor_pos_error(self, ref)
         if self.cfg.randomization.obs_noise.enabled:
             noise = self.rng.uniform(-1.0, 1.0, actor.shape) * self.noise_width * p.obs_noise[:, None]
             actor = actor + noise.astype(np.float32)
             width = self.cfg.noise.anchor_pos * p.obs_noise[:, None]
             anchor_pos = anchor_pos + self.rng.uniform(-1.0, 1.0, anchor_pos.shape) * width
-        critic = terms.critic_observation(self, ref)
+        critic = terms.critic_observation(self, ref, clean_anchor_pos)
         return {
             "actor": actor,
             "anchor_pos": anchor_pos.astype(np.float32),

@@ -88,12 +88,11 @@ def relative_reference(
 
 
 def tracking_errors(
-    ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int, tracked: np.ndarray
+    ref: dict[str, np.ndarray], state: dict[str, np.ndarray], tracked: np.ndarray, rel_pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(E,) mean position error of the tracked bodies, m: global, and local (against the reference moved onto
-    the robot's anchor by :func:`relative_reference`: posture without the drift of the whole body)."""
+    """(E,) mean position error of the tracked bodies, m: global, and local (against ``rel_pos``, the reference
+    moved onto the robot's anchor by :func:`relative_reference`: posture without the drift of the whole body)."""
     pos = state["body_pos_w"]
-    rel_pos, _ = relative_reference(ref, state, anchor, tracked)
     glob = np.linalg.norm(pos - ref["body_pos_w"][:, tracked], axis=-1).mean(1)
     return glob, np.linalg.norm(pos - rel_pos, axis=-1).mean(1)
 
@@ -102,12 +101,14 @@ def rewards(
     cfg: RewardConfig,
     state: dict[str, np.ndarray],
     ref: dict[str, np.ndarray],
+    rel: tuple[np.ndarray, np.ndarray],
     env: TrackingEnv,
     actions: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(E,) summed reward and the (E,) weighted terms by name."""
+    """(E,) summed reward and the (E,) weighted terms by name; ``rel`` is :func:`relative_reference` of the
+    tracked bodies."""
     a, tr = env.r_anchor, env.r_tracked
-    rel_pos, rel_quat = relative_reference(ref, state, a, tr)
+    rel_pos, rel_quat = rel
     err = {
         "anchor_pos": np.sum((ref["body_pos_w"][:, a] - state["anchor_pos_w"]) ** 2, axis=-1),
         "anchor_ori": quat_angle(ref["body_quat_w"][:, a], state["anchor_quat_w"]) ** 2,
@@ -149,9 +150,12 @@ def anchor_pos_error(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarray
     return np.einsum("ei,eij->ej", d, rotation_matrix(be.xquat[:, a]))
 
 
-def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarray:
-    """Privileged critic input (E, Dc): command, anchor pose error (with position), body poses in the anchor
-    frame, base velocities, proprioception, foot contact forces, randomized parameters."""
+def critic_observation(
+    env: TrackingEnv, ref: dict[str, np.ndarray], anchor_pos_err: np.ndarray
+) -> np.ndarray:
+    """Privileged critic input (E, Dc): command, anchor pose error (``anchor_pos_err``: :func:`anchor_pos_error`,
+    and orientation), body poses in the anchor frame, base velocities, proprioception, foot contact forces,
+    randomized parameters."""
     be, a = env.backend, env.anchor
     anchor_pos, anchor_quat = be.xpos[:, a], be.xquat[:, a]
     rot_a = rotation_matrix(anchor_quat)  # (E, 3, 3)
@@ -162,7 +166,7 @@ def critic_observation(env: TrackingEnv, ref: dict[str, np.ndarray]) -> np.ndarr
     parts = [
         ref["joint_pos"],
         ref["joint_vel"],
-        anchor_pos_error(env, ref),
+        anchor_pos_err,
         dob.anchor_ori_error(ref["body_quat_w"][:, env.r_anchor], anchor_quat),
         body_pos_b.reshape(env.num_envs, -1),
         body_ori_b.reshape(env.num_envs, -1),
