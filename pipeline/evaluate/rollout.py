@@ -1,9 +1,10 @@
 """Roll out a policy under one evaluation condition and score every env's first episode.
 
-A policy is ``(groups, act)``: ``act`` maps its observation groups, concatenated ((E, D) numpy; ``actor`` and
-``anchor_pos`` for the teacher, ``student`` for the history-fed student) to raw actions (E, N). Every policy sees the same episodes
-for a given ``seed``: the same clips, start frames, randomization draws and observation noise (the task's
-generator is seeded and does not depend on the actions until pushes and resets diverge).
+A policy is ``(groups, act)``: ``act`` maps its observation groups, concatenated ((E, D) numpy; ``actor``,
+plus ``anchor_pos`` with train.actor_anchor_pos, for the teacher; ``student`` for the history-fed student) to
+raw actions (E, N). Every policy sees the same episodes for a given ``seed``: the same clips, start frames,
+randomization draws and observation noise (the task's generator is seeded and does not depend on the actions
+until pushes and resets diverge).
 
 Episodes: each clip is replayed from its first frame by ``episodes_per_clip`` envs, for at least
 ``min_episode_s`` of reference (cyclic clips loop; a non-cyclic clip ends at its last frame); the train stage

@@ -4,8 +4,9 @@
 pipeline/learn/student.py), ``curves.csv`` (one row per iteration) and returns a summary dict.
 
 - ``method: distill`` (default): rsl-rl-lib's ``Distillation`` algorithm (``DistillationRunner`` construction)
-  with ``obs_groups = {"student": ["student"], "teacher": ["actor", "anchor_pos"]}`` (the teacher's groups).
-  The student acts in the environment (stochastic, small fixed std) and is regressed onto the teacher's action at every visited state: DAgger with
+  with ``obs_groups = {"student": ["student"], "teacher": [the teacher's groups: ["actor"], or ["actor",
+  "anchor_pos"] with train.actor_anchor_pos]}``. The student acts in the environment (stochastic, small fixed
+  std) and is regressed onto the teacher's action at every visited state: DAgger with
   beta = 0. Optionally ``finetune_iterations`` of rsl-rl PPO on the student afterwards (actor = the distilled
   student, critic on the privileged ``critic`` group, trained from scratch; a short warm-up updates only the
   critic first).

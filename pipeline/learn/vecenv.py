@@ -1,8 +1,9 @@
 """rsl-rl-lib VecEnv adapter over :class:`pipeline.sim.task.TrackingEnv`.
 
-Observations are a TensorDict with the groups ``actor`` (deployable, see pipeline/deploy/observation.py) and
-``critic`` (privileged); the runner config maps ``obs_groups = {"actor": ["actor", "anchor_pos"], "critic":
-["critic"]}`` (distillation: ``{"student": ["student"], "teacher": [the teacher's groups]}``).
+Observations are a TensorDict with the groups ``actor`` (deployable, see pipeline/deploy/observation.py),
+``anchor_pos`` and ``critic`` (privileged); the runner config maps ``obs_groups = {"actor": ["actor"],
+"critic": ["critic"]}`` (``["actor", "anchor_pos"]`` with ``train.actor_anchor_pos``; distillation:
+``{"student": ["student"], "teacher": [the teacher's groups]}``).
 ``extras["time_outs"]`` marks truncations for value bootstrapping; ``extras["log"]`` holds reward-term means.
 Completed episodes are accumulated in :attr:`episode_stats` for the training log.
 """
