@@ -21,8 +21,9 @@ from pipeline.deploy.interfaces import SimInterface
 from pipeline.deploy.observation import AnchorChain, align_yaw
 from pipeline.deploy.observer import Observer
 from pipeline.deploy.runtime import RunConfig, Runtime
-from pipeline.deploy.safety import TargetLimiter, limit_targets, tilt_deg
+from pipeline.deploy.safety import TargetLimiter, tilt_deg
 from pipeline.deploy.state import MotorCommand, RobotState
+from pipeline.robot.command import limit_targets
 from tests.deploy_fixtures import make_bundle, mlp
 
 N = 29
@@ -84,7 +85,7 @@ def test_target_limiter_equals_limit_targets() -> None:
     for i in range(300):
         state = _state(rng, np.zeros(N), spread=1.5)
         target = rng.normal(size=N) * (0.1 if i % 3 == 0 else 3.0)
-        want, want_clipped = limit_targets(target, state, kp, kd, lo, hi, tmax)
+        want, want_clipped = limit_targets(target, state.joint_pos, state.joint_vel, kp, kd, lo, hi, tmax)
         assert limiter(target, state, out) == want_clipped
         np.testing.assert_array_equal(out, want)
         inplace = target.copy()
@@ -108,8 +109,8 @@ def test_policy_command_equals_the_plain_composition(bundle: Path) -> None:
         obs_ref, action_ref = twin.policy_step(state, k, last)
         np.testing.assert_array_equal(obs, obs_ref)
         np.testing.assert_array_equal(action, action_ref)
-        target, want_clipped = limit_targets(c.default_joint_pos + c.action_scale * action_ref, state, c.kp, c.kd,
-                                             c.joint_pos_lower, c.joint_pos_upper, twin.max_torque)  # fmt: skip
+        target, want_clipped = limit_targets(c.default_joint_pos + c.action_scale * action_ref, state.joint_pos,
+                                             state.joint_vel, c.kp, c.kd, c.joint_pos_lower, c.joint_pos_upper, twin.max_torque)  # fmt: skip
         assert cmd is not None and clipped == want_clipped
         want = MotorCommand.position(target, c.kp, c.kd)
         for f in ("q", "dq", "tau", "kp", "kd"):

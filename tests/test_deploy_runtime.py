@@ -13,9 +13,10 @@ import pytest
 from pipeline.deploy.contract import load_bundle
 from pipeline.deploy.interfaces import SimInterface
 from pipeline.deploy.runtime import LOG_FORMAT, LOG_VERSION, Phase, RunConfig, Runtime, save_log
-from pipeline.deploy.safety import Fault, SafetyConfig, limit_targets, tilt_deg
+from pipeline.deploy.safety import Fault, SafetyConfig, tilt_deg
 from pipeline.deploy.state import RobotState
 from pipeline.io import json_field, load_npz
+from pipeline.robot.command import limit_targets
 from tests.deploy_fixtures import NanAfter, TrackReference, make_bundle
 
 FAST = SafetyConfig(soft_start_s=0.4, settle_s=0.1, damping_s=0.2)
@@ -110,7 +111,9 @@ def test_limit_targets_bounds_torque_and_range() -> None:
                        np.zeros(3), np.zeros(3))  # fmt: skip
     kp, kd = rng.uniform(10, 100, n), rng.uniform(1, 5, n)
     lo, hi, tmax = -np.ones(n) * 2, np.ones(n) * 2, rng.uniform(5, 50, n)
-    target, clipped = limit_targets(rng.normal(size=n) * 5, state, kp, kd, lo, hi, tmax)
+    target, clipped = limit_targets(
+        rng.normal(size=n) * 5, state.joint_pos, state.joint_vel, kp, kd, lo, hi, tmax
+    )
     tau = kp * (target - state.joint_pos) - kd * state.joint_vel
     inside = (state.joint_pos > lo) & (state.joint_pos < hi)
     assert clipped > 0 and (target >= lo).all() and (target <= hi).all()

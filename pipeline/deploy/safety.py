@@ -71,31 +71,9 @@ def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started
     return Fault.NONE, ""
 
 
-def limit_targets(
-    target: np.ndarray,
-    state: RobotState,
-    kp: np.ndarray,
-    kd: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    max_torque: np.ndarray,
-) -> tuple[np.ndarray, int]:
-    """Clip position targets to the joint range and to what keeps the PD torque within ``max_torque``.
-
-    tau = kp (target - q) - kd dq  =>  target within q + (+-max_torque + kd dq) / kp.
-    Returns (targets, number of joints clipped).
-    """
-    q, dq = state.joint_pos, state.joint_vel
-    lo = np.maximum(lower, q + (-max_torque + kd * dq) / kp)
-    hi = np.minimum(upper, q + (max_torque + kd * dq) / kp)
-    hi = np.maximum(hi, lo)  # outside the range already: stay at the nearest bound
-    out = np.clip(target, lo, hi)
-    return out, int(np.count_nonzero(out != target))
-
-
 class TargetLimiter:
-    """:func:`limit_targets` for fixed gains and limits, with the constants and work arrays allocated once
-    (the same operations in the same order: equal results)."""
+    """:func:`pipeline.robot.command.limit_targets` for fixed gains and limits, with the constants and work
+    arrays allocated once (the same operations in the same order: equal results)."""
 
     def __init__(self, kp: np.ndarray, kd: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                  max_torque: np.ndarray) -> None:  # fmt: skip
