@@ -117,7 +117,8 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--watchdog-ms", type=float, default=100.0, help="fault when the newest state is older")
     p.add_argument("--max-tilt-deg", type=float, default=60.0, help="fall detection threshold")
     p.add_argument("--start-pose", choices=["default", "reference"], default="default",
-                   help="soft start to the default pose or to the reference's first frame")  # fmt: skip
+                   help="soft start to the default pose or to the reference's first frame (sim: the robot starts "
+                        "standing there)")  # fmt: skip
     p.add_argument("--rt-priority", type=int, default=0,
                    help="dds: run the control loop under SCHED_FIFO at this priority (needs CAP_SYS_NICE)")  # fmt: skip
     p.add_argument("--warm-ms", type=float, default=2.0,
@@ -150,6 +151,8 @@ def _add_sim_robot(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hold-s", type=float, default=0.0, help="harness holds the base this long after the first command"
     )
+    p.add_argument("--start-bundle", default=None,
+                   help="start at rest in this bundle's first reference frame (as a gantry lowers the robot)")  # fmt: skip
     p.add_argument("--duration", type=float, default=None, help="stop after this much simulated time (s)")
     p.add_argument("--record", default=None, help="write the trajectory (.npz) on exit")
     p.add_argument(
@@ -170,6 +173,7 @@ def _add_sim_robot(sub: argparse._SubParsersAction) -> None:
         return serve(BridgeConfig(
             robot=a.model, domain=a.domain, iface=None if a.iface == "auto" else a.iface, hold_s=a.hold_s,
             duration_s=a.duration, fault=a.fault, fault_at=a.fault_at, record=Path(a.record) if a.record else None,
+            start_bundle=Path(a.start_bundle) if a.start_bundle else None,
         ))  # fmt: skip
 
     p.set_defaults(run=run)

@@ -157,3 +157,30 @@ def test_soft_start_to_the_reference_first_frame(track: Path) -> None:
     ss = np.flatnonzero(log["phase"] == Phase.SOFT_START)
     assert result.ok
     np.testing.assert_allclose(log["cmd_q"][ss[-1]], load_bundle(track).motion.joint_pos[0], atol=1e-9)
+
+
+def test_sim_robot_stands_in_the_reference_first_frame(tmp_path: Path) -> None:
+    """``SimRobot.stand_at_start`` (sim2sim's and ``mimic deploy --robot sim --start-pose reference``'s start)
+    puts the root where the reference has it, though the bundle carries only the anchor's pose."""
+    from pipeline.deploy.simrobot import SimRobot
+    from pipeline.learn.export import export_bundle
+    from pipeline.robot.motion import RobotMotion
+    from pipeline.robot.spec import load_robot
+    from tests.deploy_fixtures import ROBOT, sway_motion
+
+    sway = sway_motion(0.5)
+    qpos = np.concatenate([sway.root_pos_w, sway.root_quat_w, sway.dof_pos], 1)
+    yaw, pitch = 0.7, 0.1
+    qpos[:, :3] += [0.3, -0.2, -0.02]
+    qpos[:, 3:7] = [np.cos(yaw / 2) * np.cos(pitch / 2), -np.sin(yaw / 2) * np.sin(pitch / 2),
+                    np.cos(yaw / 2) * np.sin(pitch / 2), np.sin(yaw / 2) * np.cos(pitch / 2)]  # fmt: skip
+    qpos[:, 7 + load_robot(ROBOT).joint_names.index("waist_yaw_joint")] = 0.3
+    motion = RobotMotion.from_qpos(ROBOT, qpos, sway.fps)
+    export_bundle(TrackReference(1), None, motion, tmp_path / "b", history=1)
+    sim = SimRobot(ROBOT)
+    sim.stand_at_start(load_bundle(tmp_path / "b"))
+    np.testing.assert_allclose(sim.data.qpos[:3], qpos[0, :3], atol=1e-9)
+    q = sim.data.qpos[3:7]
+    assert abs(abs(float(q @ qpos[0, 3:7])) - 1.0) < 1e-9  # the same rotation
+    np.testing.assert_allclose(sim.data.qpos[7:], qpos[0, 7:], atol=1e-12)
+    assert not sim.data.qvel.any()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.deploy import dds
+from pipeline.deploy.contract import load_bundle
 from pipeline.deploy.simrobot import SimRobot
 from pipeline.io import save_npz
 
@@ -42,6 +43,9 @@ class BridgeConfig:
     fault_at: float = 0.0
     stall_s: float = 0.5
     record: Path | None = None
+    start_bundle: Path | None = (
+        None  # start at rest in this bundle's first reference frame, not the default pose
+    )
 
 
 class Bridge:
@@ -50,6 +54,8 @@ class Bridge:
             raise ValueError(f"fault must be one of {FAULTS}")
         self.cfg = cfg
         self.sim = SimRobot(cfg.robot, hold_s=cfg.hold_s)
+        if cfg.start_bundle is not None:
+            self.sim.stand_at_start(load_bundle(cfg.start_bundle))
         self.n = self.sim.spec.num_joints
         self.part = dds.Participant(cfg.domain, cfg.iface)
         self.reader = self.part.reader(dds.LOWCMD_TOPIC, dds.lowcmd_type())

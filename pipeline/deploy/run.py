@@ -52,6 +52,8 @@ def deploy(bundle_dir: str | Path, kind: str, *, iface: str | None = None, domai
     cfg = cfg or RunConfig(dry_run=dry_run)
     itf = connect(kind, control_dt=bundle.contract.control_dt, robot=robot, iface=iface, domain=domain,
                   hold_s=hold_s)  # fmt: skip
+    if isinstance(itf, SimInterface) and cfg.start_pose == "reference":
+        itf.sim.stand_at_start(bundle)
     try:
         result = Runtime(bundle, itf, cfg).run()
     finally:

@@ -37,9 +37,12 @@ class BridgeFailed(MimicError):
     pass
 
 
-def _start_bridge(domain: int, iface: str, hold_s: float, record: Path, log: Path) -> subprocess.Popen[str]:
+def _start_bridge(domain: int, iface: str, hold_s: float, record: Path, log: Path,
+                  start_bundle: Path | None) -> subprocess.Popen[str]:  # fmt: skip
     cmd = [sys.executable, "-m", "pipeline.cli", "sim-robot", "--domain", str(domain), "--iface", iface,
            "--hold-s", str(hold_s), "--record", str(record)]  # fmt: skip
+    if start_bundle is not None:
+        cmd += ["--start-bundle", str(start_bundle)]
     err = open(log, "w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     ready = threading.Event()
@@ -98,7 +101,10 @@ def run_sim2sim(bundle_dir: str | Path, *, iface: str = "lo", domain: int | None
     safety = safety or SafetyConfig()
     with tempfile.TemporaryDirectory(prefix="sim2sim-") as tmp:
         record, blog = Path(tmp) / "trace.npz", Path(tmp) / "bridge.log"
-        proc = _start_bridge(domain, iface, hold_s, record, blog)
+        start = (
+            Path(bundle_dir) if start_pose == "reference" else None
+        )  # the robot stands there from the start
+        proc = _start_bridge(domain, iface, hold_s, record, blog, start)
         try:
             itf = DdsInterface(bundle.contract.robot, domain=domain, iface=iface)
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from pipeline.deploy.contract import Bundle
 from pipeline.deploy.state import MotorCommand, RobotState
 from pipeline.robot.model import mujoco_model
 from pipeline.robot.spec import load_robot
@@ -44,6 +45,19 @@ class SimRobot:
         self.data.qpos[:] = qpos
         self._hold = self.data.qpos[:7].copy()
         mujoco.mj_forward(self.model, self.data)
+
+    def stand_at_start(self, bundle: Bundle) -> None:
+        """Reset at rest in the bundle reference's first frame: its joint pose, with the anchor body where the
+        reference puts it (so the feet are on the floor as in the reference), as a gantry lowers the robot."""
+        m = bundle.motion
+        self.reset(np.concatenate([[0, 0, 0, 1, 0, 0, 0], m.joint_pos[0]]))
+        anchor = self.data.body(bundle.contract.anchor_body)
+        rel_pos, rel_quat = anchor.xpos.copy(), anchor.xquat.copy()  # the anchor in the root's frame
+        inv, root_quat, offset = np.empty(4), np.empty(4), np.empty(3)
+        mujoco.mju_negQuat(inv, rel_quat)
+        mujoco.mju_mulQuat(root_quat, m.anchor_quat_w[0].astype(np.float64), inv)
+        mujoco.mju_rotVecQuat(offset, rel_pos, root_quat)
+        self.reset(np.concatenate([m.anchor_pos_w[0] - offset, root_quat, m.joint_pos[0]]))
 
     @property
     def time(self) -> float:
