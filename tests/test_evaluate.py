@@ -183,3 +183,20 @@ def test_report_shape_plots_and_ablation(setup: dict, tmp_path: Path):
     assert ab["student"]["drops"]["all"]["success_drop"] == pytest.approx(0.5)
     with pytest.raises(InputError, match="unknown key"):
         config_from_dict({"episodes": 3})
+
+
+def test_bar_is_meaningful_only_with_enough_teacher_successes() -> None:
+    from pipeline.evaluate.report import MIN_TEACHER_SUCCESSES as MIN
+    from pipeline.evaluate.report import bar_check
+
+    def metrics(teacher: int, student: int, episodes: int = 16) -> dict:
+        def row(k: int) -> dict:
+            return {"success_rate": k / episodes, "episodes": episodes, "mpkpe_mm": 100.0}
+
+        return {"teacher": {"randomized": row(teacher)}, "student": {"randomized": row(student)}}
+
+    one = bar_check(metrics(1, 1))
+    assert one["passes_0.9"] and not one["meaningful"] and one["teacher_successes"] == 1
+    enough = bar_check(metrics(MIN, MIN - 1))
+    assert enough["meaningful"] and not enough["passes_0.9"]
+    assert enough["randomized_student_over_teacher_success"] == (MIN - 1) / MIN

@@ -94,13 +94,19 @@ def run_evaluation(
     return metrics, detail, rollouts
 
 
+# below this many teacher successes one episode more or less moves the student/teacher ratio by 0.2 or more
+MIN_TEACHER_SUCCESSES = 5
+
+
 def bar_check(metrics: dict[str, Any]) -> dict[str, Any]:
     t = metrics["teacher"]["randomized"]["success_rate"]
     s = metrics["student"]["randomized"]["success_rate"]
+    successes = round(t * metrics["teacher"]["randomized"]["episodes"])
     return {
         "randomized_student_over_teacher_success": s / t if t > 0 else float("nan"),
         "passes_0.9": bool(s >= 0.9 * t),
-        "meaningful": bool(t > 0),  # a teacher that never succeeds makes the ratio vacuous
+        "teacher_successes": successes,
+        "meaningful": bool(successes >= MIN_TEACHER_SUCCESSES),
         "randomized_mpkpe_mm": {p: metrics[p]["randomized"]["mpkpe_mm"] for p in ("teacher", "student")},
     }
 
