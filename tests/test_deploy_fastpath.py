@@ -79,13 +79,13 @@ def test_observer_fast_path_is_bit_identical(bundle: Path, variant: str) -> None
 def test_target_limiter_equals_limit_targets() -> None:
     rng = np.random.default_rng(0)
     kp, kd = rng.uniform(10, 100, N), rng.uniform(1, 5, N)
-    lo, hi, tmax = -rng.uniform(0.5, 2, N), rng.uniform(0.5, 2, N), rng.uniform(5, 50, N)
-    limiter = TargetLimiter(kp, kd, lo, hi, tmax)
+    tmax = rng.uniform(5, 50, N)
+    limiter = TargetLimiter(kp, kd, tmax)
     out = np.empty(N)
     for i in range(300):
         state = _state(rng, np.zeros(N), spread=1.5)
         target = rng.normal(size=N) * (0.1 if i % 3 == 0 else 3.0)
-        want, want_clipped = limit_targets(target, state.joint_pos, state.joint_vel, kp, kd, lo, hi, tmax)
+        want, want_clipped = limit_targets(target, state.joint_pos, state.joint_vel, kp, kd, tmax)
         assert limiter(target, state, out) == want_clipped
         np.testing.assert_array_equal(out, want)
         inplace = target.copy()
@@ -110,7 +110,7 @@ def test_policy_command_equals_the_plain_composition(bundle: Path) -> None:
         np.testing.assert_array_equal(obs, obs_ref)
         np.testing.assert_array_equal(action, action_ref)
         target, want_clipped = limit_targets(c.default_joint_pos + c.action_scale * action_ref, state.joint_pos,
-                                             state.joint_vel, c.kp, c.kd, c.joint_pos_lower, c.joint_pos_upper, twin.max_torque)  # fmt: skip
+                                             state.joint_vel, c.kp, c.kd, twin.max_torque)  # fmt: skip
         assert cmd is not None and clipped == want_clipped
         want = MotorCommand.position(target, c.kp, c.kd)
         for f in ("q", "dq", "tau", "kp", "kd"):

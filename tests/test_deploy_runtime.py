@@ -13,7 +13,7 @@ import pytest
 from pipeline.deploy.contract import load_bundle
 from pipeline.deploy.interfaces import SimInterface
 from pipeline.deploy.runtime import LOG_FORMAT, LOG_VERSION, Phase, RunConfig, Runtime, save_log
-from pipeline.deploy.safety import Fault, SafetyConfig, tilt_deg
+from pipeline.deploy.safety import Fault, JointRange, SafetyConfig, check_state, tilt_deg
 from pipeline.deploy.state import RobotState
 from pipeline.io import json_field, load_npz
 from pipeline.robot.command import limit_targets
@@ -104,22 +104,51 @@ def test_dry_run_publishes_nothing(track: Path) -> None:
     assert np.isfinite(result.log["cmd_q"][result.log["phase"] == Phase.POLICY]).all()
 
 
-def test_limit_targets_bounds_torque_and_range() -> None:
+def test_limit_targets_bounds_the_torque_only() -> None:
     rng = np.random.default_rng(0)
     n = 29
-    state = RobotState(0.0, 0, rng.normal(size=n), rng.normal(size=n) * 3, np.zeros(n), np.array([1.0, 0, 0, 0]),
-                       np.zeros(3), np.zeros(3))  # fmt: skip
-    kp, kd = rng.uniform(10, 100, n), rng.uniform(1, 5, n)
-    lo, hi, tmax = -np.ones(n) * 2, np.ones(n) * 2, rng.uniform(5, 50, n)
-    target, clipped = limit_targets(
-        rng.normal(size=n) * 5, state.joint_pos, state.joint_vel, kp, kd, lo, hi, tmax
-    )
-    tau = kp * (target - state.joint_pos) - kd * state.joint_vel
-    inside = (state.joint_pos > lo) & (state.joint_pos < hi)
-    assert clipped > 0 and (target >= lo).all() and (target <= hi).all()
-    assert (np.abs(tau[inside]) <= tmax[inside] + 1e-9).all() or (
-        target[~inside] == np.clip(target, lo, hi)[~inside]
-    ).all()
+    q, dq = rng.normal(size=n), rng.normal(size=n) * 3
+    kp, kd, tmax = rng.uniform(10, 100, n), rng.uniform(1, 5, n), rng.uniform(5, 50, n)
+    want = rng.normal(size=n) * 5
+    target, clipped = limit_targets(want, q, dq, kp, kd, tmax)
+    tau = kp * (target - q) - kd * dq
+    assert clipped == np.count_nonzero(target != want) > 0
+    assert (np.abs(tau) <= tmax + 1e-9).all()
+    # a target the torque can follow is sent unchanged
+    small = q + (kd * dq + 0.5 * tmax) / kp
+    out, n_clipped = limit_targets(small, q, dq, kp, kd, tmax)
+    assert n_clipped == 0 and np.array_equal(out, small)
+
+
+def test_joint_past_its_range_is_a_fault() -> None:
+    names = ("a", "b")
+    joints = JointRange(names, np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    cfg = SafetyConfig(joint_limit_margin=0.2)
+
+    def state(q: list[float]) -> RobotState:
+        return RobotState(0.0, 0, np.array(q), np.zeros(2), np.zeros(2), np.array([1.0, 0, 0, 0]),
+                          np.zeros(3), np.zeros(3))  # fmt: skip
+
+    assert check_state(state([1.15, -1.19]), 0.0, cfg, 0.0, joints) == (Fault.NONE, "")
+    fault, message = check_state(state([0.0, -1.25]), 0.0, cfg, 0.0, joints)
+    assert fault == Fault.JOINT_LIMIT and "joint b" in message and "0.250 rad past" in message
+    assert check_state(state([0.0, -1.25]), 0.0, cfg, 0.0) == (Fault.NONE, "")  # no range given: no check
+
+
+def test_runtime_damps_when_a_joint_leaves_its_range(track: Path) -> None:
+    """An encoder reading past the range (a slipped or miscalibrated joint) ends the run in damping."""
+
+    class Slipped(SimInterface):
+        def read(self) -> RobotState:
+            s = super().read()
+            if self.sim.time > 0.2:
+                s.joint_pos[3] = self.sim.spec.default_pos[3] + 4.0  # the knee reads 4 rad off
+            return s
+
+    iface = Slipped(control_dt=0.02, hold_s=5.0)
+    result = Runtime(load_bundle(track), iface, RunConfig(safety=FAST, keyboard=False)).run()
+    assert result.fault == Fault.JOINT_LIMIT and "left_knee_joint" in result.message
+    assert result.log["phase"][-1] == Phase.DAMPING
 
 
 def test_tilt() -> None:
@@ -184,3 +213,24 @@ def test_sim_robot_stands_in_the_reference_first_frame(tmp_path: Path) -> None:
     assert abs(abs(float(q @ qpos[0, 3:7])) - 1.0) < 1e-9  # the same rotation
     np.testing.assert_allclose(sim.data.qpos[7:], qpos[0, 7:], atol=1e-12)
     assert not sim.data.qvel.any()
+
+
+def test_fault_after_the_clip_is_logged_but_the_run_completed(track: Path) -> None:
+    """The damped robot tipping over after the last frame is not a tracking failure: the run completes, the
+    message names it, and the log keeps it."""
+    end = FAST.soft_start_s + FAST.settle_s + load_bundle(track).motion.num_frames * 0.02
+
+    class TipsAfterTheEnd(SimInterface):
+        def read(self) -> RobotState:
+            s = super().read()
+            if self.sim.time > end + 0.06:
+                s.imu_quat[:] = [np.cos(0.7), np.sin(0.7), 0.0, 0.0]  # 80 deg
+            return s
+
+    result = Runtime(load_bundle(track), TipsAfterTheEnd(control_dt=0.02, hold_s=5.0),
+                     RunConfig(safety=FAST, keyboard=False)).run()  # fmt: skip
+    assert result.ok and result.policy_steps == load_bundle(track).motion.num_frames
+    assert "then, damped: fall detected" in result.message
+    log = result.log
+    assert (log["fault"][log["phase"] == Phase.END] == Fault.TILT).any()
+    assert (log["fault"][log["phase"] == Phase.POLICY] == Fault.NONE).all()

@@ -169,8 +169,8 @@ def test_rest_starts_begin_at_the_first_frame_standing_still(base):
 
 
 def test_joint_targets_are_limited_as_the_runtime_limits_them(base):
-    """Training sends the motors what the deploy runtime would: targets inside the joint range and the torque
-    band at the measured state (encoder offsets included), with robot.yaml's gains whatever the true ones."""
+    """Training sends the motors what the deploy runtime would: targets inside the torque band at the measured
+    state (encoder offsets included), with robot.yaml's gains whatever the true ones."""
     rnd = dataclasses.replace(
         base.randomization, calibration_offset=EXTREME["calibration_offset"], kp_scale=EXTREME["kp_scale"]
     )
@@ -183,7 +183,6 @@ def test_joint_targets_are_limited_as_the_runtime_limits_them(base):
     measured, dq = be.qpos[:, 7:] + offset, be.qvel[:, 6:].copy()
     env.step(actions)
     sent = env.prev_ctrl + offset  # in the encoders' frame, as the runtime commands it
-    assert (sent >= env.joint_lo - 1e-12).all() and (sent <= env.joint_hi + 1e-12).all()
     tau = r.kp * (sent - measured) - r.kd * dq
     assert (np.abs(tau) <= r.effort_limit + 1e-9).all()
     assert np.mean(np.abs(sent - raw) > 1e-6) > 0.9  # nearly every target was moved

@@ -3,7 +3,8 @@
 Phases: WAIT (first state) -> SOFT_START (cosine ramp from the measured pose to the default pose, or to the
 reference's first frame with ``start_pose="reference"``, then a short settle) -> POLICY (one reference frame per control step) -> END (damping). Any fault (see
 :mod:`pipeline.deploy.safety`) or an e-stop (SIGINT/SIGTERM, or the keys q/e/space on a TTY) switches to
-damping for ``damping_s`` and ends the run with a message. ``dry_run`` builds every command but publishes none.
+damping for ``damping_s`` and ends the run with a message. A fault in END (e.g. the damped robot tipping over
+after a clip that ends mid-stride) is logged and named in the message, but the run has completed. ``dry_run`` builds every command but publishes none.
 Every run writes a log (pipeline/deploy/README.md, "Run log").
 """
 
@@ -33,6 +34,7 @@ from pipeline.deploy.observer import Observer
 from pipeline.deploy.policy import ObsHistory, OnnxPolicy
 from pipeline.deploy.safety import (
     Fault,
+    JointRange,
     SafetyConfig,
     TargetLimiter,
     check_state,
@@ -95,7 +97,8 @@ class Runtime:
         self.observer = Observer(c, bundle.motion, AnchorChain.from_json(c.anchor_chain))
         self.history = ObsHistory(c.history, c.obs_size, np.float32)
         self.max_torque = c.effort_limit * self.cfg.safety.torque_limit_fraction
-        self.limiter = TargetLimiter(c.kp, c.kd, c.joint_pos_lower, c.joint_pos_upper, self.max_torque)
+        self.limiter = TargetLimiter(c.kp, c.kd, self.max_torque)
+        self.joints = JointRange(c.joint_names, c.joint_pos_lower, c.joint_pos_upper)
         self._target = np.zeros(c.num_joints)
         self._zeros = np.zeros(c.num_joints)
         self._scratch = np.zeros(c.num_joints)
@@ -212,6 +215,9 @@ class Runtime:
         log = _Log(n, d, capacity=steps + round((cfg.safety.soft_start_s + cfg.safety.settle_s
                                                  + cfg.safety.damping_s) / dt) + 64)  # fmt: skip
         phase, fault, message = Phase.WAIT, Fault.NONE, ""
+        after_end = (
+            ""  # a fault once the clip is done (the robot is already damped): logged, not the run's fault
+        )
         state: RobotState | None = None
         q_start = c.default_joint_pos
         t_phase = 0.0
@@ -249,7 +255,7 @@ class Runtime:
                 t_read = time.monotonic()
                 now = t_read
                 if fault == Fault.NONE:
-                    fault, message = check_state(state, now, cfg.safety, t0)
+                    fault, message = check_state(state, now, cfg.safety, t0, self.joints)
                 bad_crc = getattr(iface, "bad_crc", 0)
                 if (fault == Fault.STALE_STATE and bad_crc) or (
                     fault == Fault.NONE and bad_crc >= cfg.safety.bad_crc_limit
@@ -260,6 +266,10 @@ class Runtime:
                     )
                 if fault == Fault.NONE and self._estop:
                     fault, message = Fault.ESTOP, self._estop
+                row_fault = fault
+                if phase == Phase.END and fault not in (Fault.NONE, Fault.ESTOP):
+                    after_end = after_end or message
+                    fault, message = Fault.NONE, ""
                 obs = action = None
                 t_obs = t_read
                 if fault != Fault.NONE and phase not in (Phase.DAMPING,):
@@ -307,12 +317,12 @@ class Runtime:
                         break
                 t_sent = time.monotonic()
                 log.add(t_tick - t0, phase, k - 1 if obs is not None else -1, state, now, obs, action, cmd,
-                        clipped, fault, (t_read - t_tick, t_obs - t_read, t_built - t_read, t_sent - t_built))  # fmt: skip
+                        clipped, row_fault if phase == Phase.END else fault, (t_read - t_tick, t_obs - t_read, t_built - t_read, t_sent - t_built))  # fmt: skip
                 if phase in (Phase.DAMPING, Phase.END) and t_ctrl >= end_at - 1e-9:
                     break
         status = "completed" if fault == Fault.NONE else ("estop" if fault == Fault.ESTOP else "fault")
         if status == "completed":
-            message = f"tracked {k} reference frames"
+            message = f"tracked {k} reference frames" + (f"; then, damped: {after_end}" if after_end else "")
         meta = {
             "status": status,
             "fault": fault.name,

@@ -25,6 +25,7 @@ class Fault(IntEnum):
     TILT = 6  # fall detection
     ESTOP = 7  # signal or key
     INTERFACE = 8  # the transport failed
+    JOINT_LIMIT = 9  # a measured joint position is past its range by more than the margin
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,18 @@ class SafetyConfig:
     settle_s: float = 0.5
     damping_s: float = 1.0
     bad_crc_limit: int = 10
+    # rad past a joint's range (measured) that is a fault; MuJoCo's soft limits let the G1's ankles reach 0.13 rad
+    # past theirs in randomized training rollouts, so a smaller margin would fault on normal contact
+    joint_limit_margin: float = 0.2
+
+
+@dataclass(frozen=True)
+class JointRange:
+    """The joints' names and position range (the contract's), for the joint-limit check."""
+
+    names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 def tilt_deg(imu_quat: np.ndarray) -> float:
@@ -51,7 +64,8 @@ def tilt_deg(imu_quat: np.ndarray) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
 
 
-def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started: float) -> tuple[Fault, str]:
+def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started: float,
+                joints: JointRange | None = None) -> tuple[Fault, str]:  # fmt: skip
     """The first fault a state shows, or (Fault.NONE, "")."""
     if state is None:
         if now - started > cfg.first_state_timeout_s:
@@ -68,6 +82,17 @@ def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started
     tilt = tilt_deg(state.imu_quat)
     if tilt > cfg.max_tilt_deg:
         return Fault.TILT, f"fall detected: base tilted {tilt:.0f} deg (limit {cfg.max_tilt_deg:g} deg)"
+    if joints is not None:
+        q = state.joint_pos
+        if (q > joints.upper + cfg.joint_limit_margin).any() or (
+            q < joints.lower - cfg.joint_limit_margin
+        ).any():
+            past = np.maximum(q - joints.upper, joints.lower - q)
+            j = int(past.argmax())
+            return Fault.JOINT_LIMIT, (
+                f"joint {joints.names[j]} at {q[j]:.3f} rad is {past[j]:.3f} rad past its range "
+                f"[{joints.lower[j]:.3f}, {joints.upper[j]:.3f}] (margin {cfg.joint_limit_margin:g} rad)"
+            )
     return Fault.NONE, ""
 
 
@@ -75,13 +100,9 @@ class TargetLimiter:
     """:func:`pipeline.robot.command.limit_targets` for fixed gains and limits, with the constants and work
     arrays allocated once (the same operations in the same order: equal results)."""
 
-    def __init__(self, kp: np.ndarray, kd: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                 max_torque: np.ndarray) -> None:  # fmt: skip
-        self.kp, self.kd, self.lower, self.upper = (
-            np.array(a, dtype=np.float64) for a in (kp, kd, lower, upper)
-        )
+    def __init__(self, kp: np.ndarray, kd: np.ndarray, max_torque: np.ndarray) -> None:
+        self.kp, self.kd = (np.array(a, dtype=np.float64) for a in (kp, kd))
         self.max_torque = np.array(max_torque, dtype=np.float64)
-        self.neg_max_torque = -self.max_torque
         n = self.kp.shape[0]
         self._damp, self._lo, self._hi = np.empty(n), np.empty(n), np.empty(n)
         self._diff = np.empty(n, dtype=bool)
@@ -90,15 +111,12 @@ class TargetLimiter:
         """Write the limited ``target`` into ``out`` (may be ``target`` itself); the number of joints clipped."""
         damp, lo, hi = self._damp, self._lo, self._hi
         np.multiply(self.kd, state.joint_vel, out=damp)
-        np.add(self.neg_max_torque, damp, out=lo)
+        np.subtract(damp, self.max_torque, out=lo)
         np.divide(lo, self.kp, out=lo)
         np.add(state.joint_pos, lo, out=lo)
-        np.maximum(self.lower, lo, out=lo)
-        np.add(self.max_torque, damp, out=hi)
+        np.add(damp, self.max_torque, out=hi)
         np.divide(hi, self.kp, out=hi)
         np.add(state.joint_pos, hi, out=hi)
-        np.minimum(self.upper, hi, out=hi)
-        np.maximum(hi, lo, out=hi)
         # np.clip(target, lo, hi) as its two ufuncs (np.clip's Python wrapper costs more than they do)
         if out is target:
             np.maximum(target, lo, out=lo)  # lo is free again: compare before overwriting target

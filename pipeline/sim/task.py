@@ -9,8 +9,8 @@ API (used by pipeline/learn and by distillation)::
     env.set_eval(clips, steps)                      # deterministic starts at frame 0 of `clips`, fixed lengths
 
 Joint targets are ``default + action_scale * action`` (robot.yaml), limited exactly as the deploy runtime
-limits every command it sends (:func:`pipeline.robot.command.limit_targets` at the measured joint state, with
-robot.yaml's gains and effort limits, whatever the randomized true ones), held through ``decimation`` physics
+limits every command it sends (:func:`pipeline.robot.command.limit_targets`: within the torque band of the
+measured joint state, with robot.yaml's gains and effort limits, whatever the randomized true ones), held through ``decimation`` physics
 steps of the position servos; with action latency the previous target stays on for the first substeps (after a reset,
 the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
 the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
@@ -91,7 +91,6 @@ class TrackingEnv:
         self.default = self.robot.default_pos
         self.action_scale = self.robot.action_scale
         lo, hi = m.jnt_range[1:, 0], m.jnt_range[1:, 1]
-        self.joint_lo, self.joint_hi = lo.copy(), hi.copy()
         mid, half = (lo + hi) / 2, (hi - lo) / 2
         # joint-limit penalty outside 90% of the range, widened to what the reference itself uses
         self.soft_lo = np.minimum(mid - 0.9 * half, self.ref.joint_pos.min(0))
@@ -193,7 +192,7 @@ class TrackingEnv:
         r = self.robot
         measured = be.qpos[:, 7:] + p.calibration_offset  # what the robot's encoders read
         target, _ = limit_targets(self.default + self.action_scale * actions, measured, be.qvel[:, 6:], r.kp, r.kd,
-                                  self.joint_lo, self.joint_hi, r.effort_limit)  # fmt: skip
+                                  r.effort_limit)  # fmt: skip
         ctrl = target - p.calibration_offset
         dec = cfg.sim.decimation
         if be.native_delay:  # the actuators' own delay holds the previous target for the latency substeps
