@@ -14,11 +14,17 @@ from pipeline.geometry import quat_rotate, to_rotation
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
 from pipeline.motion.video import VideoOptions, fill_holes, segments
 from pipeline.motion.video_fit import (
+    L_EL,
+    L_SH,
+    L_WR,
     fit_skeleton,
+    lowpass,
     onto_rays,
     root_translation,
     segment_rotations,
+    smooth_image,
     snap_feet,
+    weighted_smooth,
 )
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -62,6 +68,61 @@ def test_fill_holes_is_linear_between_found_frames() -> None:
     x = np.array([0.0, np.nan, np.nan, 3.0, 4.0])[:, None]
     out = fill_holes(np.nan_to_num(x), np.isfinite(x[:, 0]))
     np.testing.assert_allclose(out[:, 0], [0, 1, 2, 3, 4])
+
+
+def test_weighted_smooth_at_full_confidence_is_a_low_pass_at_the_cutoff() -> None:
+    fps, t = 30.0, np.arange(600) / 30.0
+    for f, lo, hi in ((1.0, 0.99, 1.0), (6.0, 0.6, 0.8), (12.0, 0.0, 0.3)):
+        x = np.sin(2 * np.pi * f * t)[:, None]
+        gain = weighted_smooth(x, np.ones(600), fps, 6.0)[100:-100].std() / x[100:-100].std()
+        assert lo <= gain <= hi, (f, gain)
+
+
+def test_weighted_smooth_bridges_an_occluded_stretch_from_its_confident_neighbours() -> None:
+    rng = np.random.default_rng(3)
+    fps, t = 30.0, np.arange(150) / 30.0
+    truth = np.stack([0.3 * np.sin(2 * np.pi * 0.7 * t), 0.2 * t], axis=-1)  # (T, 2) a smooth path
+    seen = truth + rng.normal(scale=0.005, size=truth.shape)
+    vis = np.full(150, 0.95)
+    hidden = slice(60, 84)  # 0.8 s where the model only guesses: far off, jittery, and says so
+    seen[hidden] += 0.25 + rng.normal(scale=0.05, size=(24, 2))
+    vis[hidden] = 0.01
+    weighted = weighted_smooth(seen, vis**2, fps, 6.0)
+    plain = lowpass(seen, fps, 6.0)
+    err_w = np.linalg.norm(weighted[hidden] - truth[hidden], axis=-1).mean()
+    err_p = np.linalg.norm(plain[hidden] - truth[hidden], axis=-1).mean()
+    assert err_w < 0.5 * err_p, (err_w, err_p)
+    # the confident frames are left as they were seen (up to the smoothing)
+    assert np.abs(weighted[:50] - truth[:50]).max() < 0.02
+    # an unseen end does not run off with the last velocity: it holds near the last confident frames
+    seen[120:] = rng.normal(scale=1.0, size=(30, 2))
+    vis[120:] = 0.0
+    out = weighted_smooth(seen, vis**2, fps, 6.0)
+    speed = np.linalg.norm(np.diff(truth, axis=0), axis=-1).max() * fps
+    assert np.linalg.norm(out[-1] - out[119]) < speed * 0.5 + 0.02
+
+
+def test_smooth_image_carries_a_hidden_hand_along_with_its_limb() -> None:
+    """A body sways across the image while a hand, hidden for 1 s, is reported on top of the shoulder (a
+    guess with low visibility): the hand is bridged in its limb's frame, not from its image path."""
+    rng = np.random.default_rng(4)
+    fps, t = 30.0, np.arange(120) / 30.0
+    body = np.stack([320 + 80 * np.sin(2 * np.pi * 0.8 * t), 240 + 0 * t], axis=-1)  # (T, 2) pixels
+    image = np.repeat(body[:, None], 33, axis=1) + rng.normal(scale=0.5, size=(120, 33, 2))
+    image[:, L_EL] += (10.0, 40.0)  # elbow below the shoulder, hand in front of it
+    image[:, L_WR] += (40.0, 50.0)
+    truth = image[:, L_WR].copy()
+    vis = np.full((120, 33), 0.9)
+    hidden = slice(45, 75)
+    image[hidden, L_WR] = image[hidden, L_SH] + rng.normal(scale=3.0, size=(30, 2))
+    vis[hidden, L_WR] = 0.003
+    out = smooth_image(image, vis, fps, 6.0)
+    err = np.linalg.norm(out[hidden, L_WR] - truth[hidden], axis=-1).max()
+    err_plain = np.linalg.norm(lowpass(image, fps, 6.0)[hidden, L_WR] - truth[hidden], axis=-1).max()
+    err_abs = np.linalg.norm(
+        weighted_smooth(image, vis**2, fps, 6.0)[hidden, L_WR] - truth[hidden], axis=-1
+    ).max()
+    assert err < 15.0 and err < 0.3 * err_abs and err_plain > 50.0, (err, err_abs, err_plain)
 
 
 def test_root_translation_recovers_the_camera_frame_position() -> None:

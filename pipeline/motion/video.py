@@ -8,7 +8,11 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    split the clip into segments and the longest segment is kept (``segment`` picks another). The result is
    flagged in ``source["video"]`` (``partial``, ``segments``, ``kept``, ``interpolated_frames``). A clip with
    no person, or no segment of at least ``min_segment_s``, is refused with :class:`InputError`.
-2. Temporal smoothing: a zero-phase Gaussian low-pass (cut-off ``cutoff_hz``) of the metric landmarks.
+2. Temporal smoothing, zero-phase, cut-off ``cutoff_hz``: a Gaussian low-pass of the metric landmarks; the
+   image landmarks are smoothed by confidence (:func:`pipeline.motion.video_fit.smooth_image`: each limb
+   landmark as an offset from its parent landmark, each sample weighted by its visibility squared), so a
+   landmark the model only guesses (an arm hidden behind the body, an interpolated hole) is bridged, in the
+   limb's own frame, from the frames where it was seen.
 3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
    the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
    to the ears; toe three quarters of the way from the ankle to the tip of the foot.
@@ -51,6 +55,7 @@ from pipeline.errors import InputError
 from pipeline.io import sha256_file
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS, HumanMotion
 from pipeline.motion.video_fit import (
+    CONFIDENCE_POWER,
     L_EAR,
     NOSE,
     R_EAR,
@@ -65,6 +70,7 @@ from pipeline.motion.video_fit import (
     root_translation,
     segment_rotations,
     segments,
+    smooth_image,
     snap_feet,
     unit,
     up_direction,
@@ -185,9 +191,9 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     sl = slice(*keep)
     found = lm.found[sl]
     vis = lm.visibility[sl]
-    world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
-    image = lowpass(fill_holes(lm.image_px[sl], found), fps, opts.cutoff_hz)
     vis = np.where(found[:, None], vis, 0.0)
+    world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
+    image = smooth_image(fill_holes(lm.image_px[sl], found), vis, fps, opts.cutoff_hz)
     confidence = vis[:, list(USED)].mean(axis=1)
 
     obs = canonical_points(world)
@@ -201,7 +207,7 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     scale = height / height_from_legs(leg)
 
     intr = opts.intrinsics(lm.width, lm.height)
-    w = np.clip(vis, 0.0, 1.0) ** 2
+    w = np.clip(vis, 0.0, 1.0) ** CONFIDENCE_POWER
     w[~found] = 0.0
     t = root_translation(world * scale, image, w + 1e-6, intr)
     t[~found] = np.nan

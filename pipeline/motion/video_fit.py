@@ -20,12 +20,108 @@ L_FOOT, R_FOOT = 31, 32
 # Landmarks the canonical keypoints are made of (their visibility is the frame's confidence).
 USED = (NOSE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANK, R_ANK)
 PELVIS_RATIO, TORSO_RATIO, HEAD_RATIO, TOE_RATIO = 0.2, 0.7, 0.5, 0.75
+# Weight of a landmark (in the root solve and the image smoothing): its visibility ** CONFIDENCE_POWER.
+CONFIDENCE_POWER = 2.0
+# Parent of each limb landmark (elbow <- shoulder, wrist <- elbow, hand points <- wrist, knee <- hip, ...):
+# limb landmarks are smoothed as offsets from their parent (see smooth_image).
+LANDMARK_PARENT = {
+    **{el: sh for sh, el in ((L_SH, L_EL), (R_SH, R_EL))},
+    **{wr: el for el, wr in ((L_EL, L_WR), (R_EL, R_WR))},
+    **{h: L_WR for h in (17, 19, 21)},
+    **{h: R_WR for h in (18, 20, 22)},
+    **{kn: hp for hp, kn in ((L_HIP, L_KNEE), (R_HIP, R_KNEE))},
+    **{an: kn for kn, an in ((L_KNEE, L_ANK), (R_KNEE, R_ANK))},
+    **{f: L_ANK for f in (29, L_FOOT)},
+    **{f: R_ANK for f in (30, R_FOOT)},
+}
 
 
 def lowpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase Gaussian low-pass over axis 0 (-3 dB at ``cutoff_hz``)."""
     sigma = 0.1325 * fps / cutoff_hz
     return gaussian_filter1d(x, sigma, axis=0, mode="nearest") if sigma > 0.3 and x.shape[0] > 2 else x
+
+
+def weighted_smooth(
+    x: np.ndarray, weight: np.ndarray, fps: float, cutoff_hz: float, *, velocity_tau_s: float = 0.5
+) -> np.ndarray:
+    """Confidence-weighted zero-phase smoothing over axis 0: a Rauch-Tung-Striebel smoother of a
+    near-constant-velocity model, run on every channel of ``x`` (T, ...) independently.
+
+    A sample of weight ``w`` (``weight`` has ``x``'s leading dims, e.g. (T, N) for (T, N, 2)) is a measurement
+    of variance ``1 / w`` (weights under 1e-12 count as 1e-12). At ``w = 1`` throughout, the response is
+    close to ``1 / (1 + (sqrt(2) - 1) (f / f_c)^4)``: -3 dB at ``f_c = cutoff_hz`` like :func:`lowpass`,
+    steeper above. A stretch of weight ``w`` is smoothed as if cut off at about ``f_c w^(1/4)``, so a stretch
+    of low weights is bridged by a smooth path through its confident neighbours instead of following its own
+    samples. The velocity decays with time constant ``velocity_tau_s`` when nothing confident is seen, so a
+    channel that ends (or starts) unseen drifts at most its last velocity times ``velocity_tau_s`` away from
+    its last confident position instead of running off.
+    """
+    t = x.shape[0]
+    if t < 3:
+        return x
+    flat = x.reshape(t, -1).astype(float)
+    n = flat.shape[1]
+    w = np.broadcast_to(weight.reshape(weight.shape + (1,) * (x.ndim - weight.ndim)), x.shape).reshape(t, n)
+    r = 1.0 / np.maximum(w, 1e-12)
+    dt = 1.0 / fps
+    a = float(np.exp(-dt / velocity_tau_s))  # velocity decay per frame
+    q = (2 * np.pi * cutoff_hz) ** 4 * dt / (np.sqrt(2.0) - 1.0)  # acceleration noise density (unit R)
+    q11, q12, q22 = q * dt**3 / 3, q * dt**2 / 2, q * dt
+    xf = np.empty((t, 2, n))  # filtered state (position, velocity)
+    pf = np.empty((t, 3, n))  # its covariance (p11, p12, p22)
+    pp = np.empty((t, 3, n))  # predicted covariance
+    s0 = flat[np.argmax(w, axis=0), np.arange(n)]  # prior mean: the most confident sample
+    s1 = np.zeros(n)
+    c11, c12, c22 = np.full(n, 1e8), np.zeros(n), np.full(n, 1e8)
+    for k in range(t):
+        if k > 0:  # predict with F = [[1, dt], [0, a]]
+            s0, s1 = s0 + dt * s1, a * s1
+            c11, c12, c22 = (
+                c11 + 2 * dt * c12 + dt * dt * c22 + q11,
+                a * (c12 + dt * c22) + q12,
+                a * a * c22 + q22,
+            )
+        pp[k] = c11, c12, c22
+        k0, k1 = c11 / (c11 + r[k]), c12 / (c11 + r[k])
+        innov = flat[k] - s0
+        s0, s1 = s0 + k0 * innov, s1 + k1 * innov
+        c11, c12, c22 = (1 - k0) * c11, (1 - k0) * c12, c22 - k1 * c12
+        xf[k], pf[k] = (s0, s1), (c11, c12, c22)
+    out = np.empty_like(flat)
+    out[-1] = s0
+    for k in range(t - 2, -1, -1):
+        # smoother gain G = P_f F^T P_p(k+1)^-1, with P_f F^T = [[f11, f12], [f21, f22]]
+        a11, a12, a22 = pf[k]
+        b11, b12, b22 = pp[k + 1]
+        det = b11 * b22 - b12 * b12
+        f11, f12, f21, f22 = a11 + dt * a12, a * a12, a12 + dt * a22, a * a22
+        g11, g12 = (f11 * b22 - f12 * b12) / det, (f12 * b11 - f11 * b12) / det
+        g21, g22 = (f21 * b22 - f22 * b12) / det, (f22 * b11 - f21 * b12) / det
+        d0 = s0 - (xf[k, 0] + dt * xf[k, 1])  # smoothed minus predicted state at k + 1
+        d1 = s1 - a * xf[k, 1]
+        s0, s1 = xf[k, 0] + g11 * d0 + g12 * d1, xf[k, 1] + g21 * d0 + g22 * d1
+        out[k] = s0
+    return out.reshape(x.shape)
+
+
+def smooth_image(image: np.ndarray, vis: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """(T, 33, 2) image landmarks smoothed by confidence, (T, 33) visibility (0 where nothing was seen).
+
+    Each limb landmark is smoothed as its offset from its parent landmark (:data:`LANDMARK_PARENT`), the
+    others (face, shoulders, hips) as they are, by :func:`weighted_smooth` with weights
+    ``visibility ** CONFIDENCE_POWER``; the limbs are then chained back from the trunk. A hidden hand thus
+    keeps (or moves smoothly between) the pose relative to its elbow that it had where it was seen, while
+    the body carries it along, instead of following the model's guesses.
+    """
+    rel = image.copy()
+    for child, parent in LANDMARK_PARENT.items():
+        rel[:, child] = image[:, child] - image[:, parent]
+    smooth = weighted_smooth(rel, np.clip(vis, 0.0, 1.0) ** CONFIDENCE_POWER, fps, cutoff_hz)
+    out = smooth.copy()
+    for child, parent in LANDMARK_PARENT.items():  # parents come before their children
+        out[:, child] = out[:, parent] + smooth[:, child]
+    return out
 
 
 def canonical_points(lm: np.ndarray) -> np.ndarray:
