@@ -194,6 +194,23 @@ def test_snap_feet_puts_the_contact_foot_on_the_floor_and_keeps_leg_lengths() ->
     np.testing.assert_allclose(out[:, J["right_ankle"]], pose[:, J["right_ankle"]])
 
 
+def test_snap_feet_holds_a_jittery_contact_foot_still() -> None:
+    rng = np.random.default_rng(5)
+    pose = np.repeat(t_pose()[None], 30, axis=0)
+    pose[:, J["left_knee"], 0] += 0.2
+    jitter = rng.normal(scale=0.01, size=(30, 3))  # landmark noise on a planted foot
+    pose[:, J["left_ankle"]] += jitter
+    pose[:, J["left_toe"]] += jitter
+    contacts = np.zeros((30, 2), dtype=bool)
+    contacts[5:25, 0] = True
+    out = snap_feet(pose, contacts, fps=30.0, height=1.7)
+    ankle = out[6:24, J["left_ankle"]]
+    assert np.abs(ankle - ankle.mean(axis=0)).max() < 1e-4  # still (0.1 mm), though the landmarks jitter 1 cm
+    sole = min(ankle[0, 2] - 0.039 * 1.7, out[6, J["left_toe"], 2] - 0.012 * 1.7)
+    assert abs(sole) < 0.01
+    np.testing.assert_allclose(out[[0, 1, 28, 29]], pose[[0, 1, 28, 29]])  # untouched away from the run
+
+
 def test_video_options_reject_unknown_keys_and_bad_heights() -> None:
     with pytest.raises(InputError, match="unknown video params"):
         VideoOptions.from_params({"focal": 3}, "clip.mp4")

@@ -32,7 +32,7 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    and that is not clearly above the other foot. The contact feet set the floor height frame by frame (the
    root's height then follows the standing leg rather than the noisy depth); the horizontal path is a
    complementary filter of leg odometry (fast) and the camera path (slow); each contact foot is then locked
-   (on the floor, at its run's median position) by two-bone leg IK.
+   (still, on the floor, at its run's median position) by two-bone leg IK.
 8. Joint rotations (relative to a T-pose facing +x, the foot sloping down to the toe base) from segment
    frames built on the fitted skeleton.
 

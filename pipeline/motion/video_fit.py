@@ -312,9 +312,10 @@ def plant_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, cutoff_hz: f
 
 
 def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float) -> np.ndarray:
-    """Lock each foot in contact: on the floor (sole at z = 0) and, for each run of contact frames, at the
-    run's median ankle position (at most ``LOCK_MAX`` m away), by two-bone leg IK (bone lengths kept, knee
-    in its bend plane); the correction fades in and out over a few frames. (T, J, 3) -> (T, J, 3)."""
+    """Lock each foot in contact: for each run of contact frames, the ankle stays still at the run's median
+    position (at most ``LOCK_MAX`` m away horizontally) and height with the sole on the floor (z = 0), by
+    two-bone leg IK (bone lengths kept, knee in its bend plane); the correction fades in and out over a
+    frame or two at the ends of the run. (T, J, 3) -> (T, J, 3)."""
     from pipeline.motion.process import ANKLE_HEIGHT_RATIO, TOE_HEIGHT_RATIO
 
     i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
@@ -325,15 +326,25 @@ def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float
             out[:, a, 2] - ANKLE_HEIGHT_RATIO * height, out[:, o, 2] - TOE_HEIGHT_RATIO * height
         )
         weight = lowpass(contacts[:, s].astype(float), fps, 6.0)
-        drop = np.clip(sole, -0.1, 0.1) * weight
         hip, knee, ankle = out[:, h], out[:, k], out[:, a]
-        shift = np.zeros((len(out), 3))
-        for start, stop in segments(contacts[:, s], 0):
+        # per run of contact frames, the ankle's offset to its lock: the run's median ankle position (at most
+        # LOCK_MAX away horizontally) at the run's median height with the sole on the floor; held for a few
+        # frames beyond the run, where the contact weight fades it in and out
+        on_floor = ankle[:, 2] - np.clip(sole, -0.1, 0.1)
+        runs = segments(contacts[:, s], 0)
+        offsets = []
+        for start, stop in runs:
             d = np.median(ankle[start:stop, :2], axis=0) - ankle[start:stop, :2]
             n = np.linalg.norm(d, axis=-1, keepdims=True)
-            shift[start:stop, :2] = d * np.minimum(1.0, LOCK_MAX / np.maximum(n, 1e-9))
-        shift = lowpass(shift, fps, 6.0)
-        shift[:, 2] = -drop
+            dz = np.median(on_floor[start:stop]) - ankle[start:stop, 2]
+            offsets.append(np.column_stack([d * np.minimum(1.0, LOCK_MAX / np.maximum(n, 1e-9)), dz]))
+        lock = np.zeros((len(out), 3))
+        for (start, stop), d in zip(runs, offsets, strict=True):
+            lock[max(0, start - 3) : start] = d[0]
+            lock[stop : stop + 3] = d[-1]
+        for (start, stop), d in zip(runs, offsets, strict=True):
+            lock[start:stop] = d
+        shift = weight[:, None] * lock
         l1 = np.linalg.norm(knee - hip, axis=-1)
         l2 = np.linalg.norm(ankle - knee, axis=-1)
         target = ankle + shift
