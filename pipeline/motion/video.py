@@ -8,11 +8,12 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    split the clip into segments and the longest segment is kept (``segment`` picks another). The result is
    flagged in ``source["video"]`` (``partial``, ``segments``, ``kept``, ``interpolated_frames``). A clip with
    no person, or no segment of at least ``min_segment_s``, is refused with :class:`InputError`.
-2. Temporal smoothing, zero-phase, cut-off ``cutoff_hz``: a Gaussian low-pass of the metric landmarks; the
-   image landmarks are smoothed by confidence (:func:`pipeline.motion.video_fit.smooth_image`: each limb
-   landmark as an offset from its parent landmark, each sample weighted by its visibility squared), so a
-   landmark the model only guesses (an arm hidden behind the body, an interpolated hole) is bridged, in the
-   limb's own frame, from the frames where it was seen.
+2. Temporal smoothing, zero-phase, cut-off ``cutoff_hz``: a Gaussian low-pass of the metric landmarks'
+   x and y; the image landmarks are smoothed by confidence (:func:`pipeline.motion.video_fit.smooth_image`:
+   each limb landmark as an offset from its parent landmark, each sample weighted by its visibility
+   squared), so a landmark the model only guesses (an arm hidden behind the body, an interpolated hole) is
+   bridged, in the limb's own frame, from the frames where it was seen. The metric landmarks' depths, the
+   model's least certain coordinate, are smoothed the same way with the lower ``root_cutoff_hz``.
 3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
    the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
    to the ears; toe three quarters of the way from the ankle to the tip of the foot.
@@ -90,7 +91,8 @@ class VideoOptions:
         max_gap_s: longest hole (no person) that is interpolated; longer ones split the clip.
         min_segment_s: shortest usable segment.
         segment: which segment to keep (index into the segments, by time); default the longest.
-        cutoff_hz: low-pass cut-off for the landmarks; ``root_cutoff_hz`` for the root depth.
+        cutoff_hz: low-pass cut-off for the landmarks; ``root_cutoff_hz`` for depths (the root's and the
+            metric landmarks').
     """
 
     subject_height: float | None = None
@@ -193,6 +195,8 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     vis = lm.visibility[sl]
     vis = np.where(found[:, None], vis, 0.0)
     world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
+    # the model's depths are its least certain coordinates: smoothed harder, by confidence like the image
+    world[..., 2:] = smooth_image(fill_holes(lm.world_c[sl, :, 2:], found), vis, fps, opts.root_cutoff_hz)
     image = smooth_image(fill_holes(lm.image_px[sl], found), vis, fps, opts.cutoff_hz)
     confidence = vis[:, list(USED)].mean(axis=1)
 
