@@ -12,8 +12,11 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    x and y; the image landmarks are smoothed by confidence (:func:`pipeline.motion.video_fit.smooth_image`:
    each limb landmark as an offset from its parent landmark, each sample weighted by its visibility
    squared), so a landmark the model only guesses (an arm hidden behind the body, an interpolated hole) is
-   bridged, in the limb's own frame, from the frames where it was seen. The metric landmarks' depths, the
-   model's least certain coordinate, are smoothed the same way with the lower ``root_cutoff_hz``.
+   bridged, in the limb's own frame, from the frames where it was seen. An elbow or wrist that the image
+   puts on top of its other-side twin, and that is the less visible of the two, counts as unseen (in a
+   side view the model tends to put the far arm on the near one;
+   :func:`pipeline.motion.video_fit.overlap_hidden`). The metric landmarks' depths, the model's least
+   certain coordinate, are smoothed the same way with the lower ``root_cutoff_hz``.
 3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
    the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
    to the ears; toe three quarters of the way from the ankle to the tip of the foot.
@@ -67,6 +70,7 @@ from pipeline.motion.video_fit import (
     floor_from_contacts,
     lowpass,
     onto_rays,
+    overlap_hidden,
     plant_feet,
     root_translation,
     segment_rotations,
@@ -193,11 +197,12 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     sl = slice(*keep)
     found = lm.found[sl]
     vis = lm.visibility[sl]
-    vis = np.where(found[:, None], vis, 0.0)
+    image = fill_holes(lm.image_px[sl], found)
+    vis = overlap_hidden(image, np.where(found[:, None], vis, 0.0), fps)
     world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
     # the model's depths are its least certain coordinates: smoothed harder, by confidence like the image
     world[..., 2:] = smooth_image(fill_holes(lm.world_c[sl, :, 2:], found), vis, fps, opts.root_cutoff_hz)
-    image = smooth_image(fill_holes(lm.image_px[sl], found), vis, fps, opts.cutoff_hz)
+    image = smooth_image(image, vis, fps, opts.cutoff_hz)
     confidence = vis[:, list(USED)].mean(axis=1)
 
     obs = canonical_points(world)

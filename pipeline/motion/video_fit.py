@@ -7,7 +7,7 @@ Pure functions over arrays; the steps are described in :mod:`pipeline.motion.vid
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from pipeline.geometry import matrix_to_quat
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
@@ -22,6 +22,9 @@ USED = (NOSE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_HIP, L_
 PELVIS_RATIO, TORSO_RATIO, HEAD_RATIO, TOE_RATIO = 0.2, 0.7, 0.5, 0.75
 # Weight of a landmark (in the root solve and the image smoothing): its visibility ** CONFIDENCE_POWER.
 CONFIDENCE_POWER = 2.0
+# An elbow or wrist closer to its other-side twin in the image than this share of the body's image size is
+# hidden behind it when it is the less visible of the two (see overlap_hidden).
+OVERLAP = 0.15
 # Parent of each limb landmark (elbow <- shoulder, wrist <- elbow, hand points <- wrist, knee <- hip, ...):
 # limb landmarks are smoothed as offsets from their parent (see smooth_image).
 LANDMARK_PARENT = {
@@ -103,6 +106,26 @@ def weighted_smooth(
         s0, s1 = xf[k, 0] + g11 * d0 + g12 * d1, xf[k, 1] + g21 * d0 + g22 * d1
         out[k] = s0
     return out.reshape(x.shape)
+
+
+def overlap_hidden(image: np.ndarray, vis: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 33) visibility with the far one of an overlapping left/right pair set to 0 (unseen).
+
+    Where a left/right pair of elbows or wrists is closer in the image (T, 33, 2) than ``OVERLAP`` times the
+    body's image size (shoulders to hips to ankles, a running median over a second), the one of lower
+    visibility is taken as hidden behind the other (neither, if they are equally visible): in a side view
+    the pose model often puts the far arm on top of the near one, still with some visibility.
+    """
+    sh_c, hip_c = (image[:, L_SH] + image[:, R_SH]) / 2, (image[:, L_HIP] + image[:, R_HIP]) / 2
+    an_c = (image[:, L_ANK] + image[:, R_ANK]) / 2
+    size = np.linalg.norm(sh_c - hip_c, axis=-1) + np.linalg.norm(hip_c - an_c, axis=-1)
+    size = median_filter(size, size=max(1, round(fps)) | 1, mode="nearest")
+    out = vis.copy()
+    for a, b in ((L_EL, R_EL), (L_WR, R_WR)):
+        close = np.linalg.norm(image[:, a] - image[:, b], axis=-1) < OVERLAP * size
+        out[close & (vis[:, a] < vis[:, b]), a] = 0.0
+        out[close & (vis[:, b] < vis[:, a]), b] = 0.0
+    return out
 
 
 def smooth_image(image: np.ndarray, vis: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
