@@ -14,11 +14,21 @@ from pipeline.geometry import quat_rotate, to_rotation
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
 from pipeline.motion.video import VideoOptions, fill_holes, segments
 from pipeline.motion.video_fit import (
+    L_EL,
+    L_SH,
+    L_WR,
+    R_EL,
+    R_SH,
+    R_WR,
     fit_skeleton,
+    lowpass,
     onto_rays,
+    overlap_hidden,
     root_translation,
     segment_rotations,
+    smooth_image,
     snap_feet,
+    weighted_smooth,
 )
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -62,6 +72,109 @@ def test_fill_holes_is_linear_between_found_frames() -> None:
     x = np.array([0.0, np.nan, np.nan, 3.0, 4.0])[:, None]
     out = fill_holes(np.nan_to_num(x), np.isfinite(x[:, 0]))
     np.testing.assert_allclose(out[:, 0], [0, 1, 2, 3, 4])
+
+
+def test_weighted_smooth_at_full_confidence_is_a_low_pass_at_the_cutoff() -> None:
+    fps, t = 30.0, np.arange(600) / 30.0
+    for f, lo, hi in ((1.0, 0.99, 1.0), (6.0, 0.6, 0.8), (12.0, 0.0, 0.3)):
+        x = np.sin(2 * np.pi * f * t)[:, None]
+        gain = weighted_smooth(x, np.ones(600), fps, 6.0)[100:-100].std() / x[100:-100].std()
+        assert lo <= gain <= hi, (f, gain)
+
+
+def test_weighted_smooth_bridges_an_occluded_stretch_from_its_confident_neighbours() -> None:
+    rng = np.random.default_rng(3)
+    fps, t = 30.0, np.arange(150) / 30.0
+    truth = np.stack([0.3 * np.sin(2 * np.pi * 0.7 * t), 0.2 * t], axis=-1)  # (T, 2) a smooth path
+    seen = truth + rng.normal(scale=0.005, size=truth.shape)
+    vis = np.full(150, 0.95)
+    hidden = slice(60, 84)  # 0.8 s where the model only guesses: far off, jittery, and says so
+    seen[hidden] += 0.25 + rng.normal(scale=0.05, size=(24, 2))
+    vis[hidden] = 0.01
+    weighted = weighted_smooth(seen, vis**2, fps, 6.0)
+    plain = lowpass(seen, fps, 6.0)
+    err_w = np.linalg.norm(weighted[hidden] - truth[hidden], axis=-1).mean()
+    err_p = np.linalg.norm(plain[hidden] - truth[hidden], axis=-1).mean()
+    assert err_w < 0.5 * err_p, (err_w, err_p)
+    # the confident frames are left as they were seen (up to the smoothing)
+    assert np.abs(weighted[:50] - truth[:50]).max() < 0.02
+    # an unseen end does not run off with the last velocity: it holds near the last confident frames
+    seen[120:] = rng.normal(scale=1.0, size=(30, 2))
+    vis[120:] = 0.0
+    out = weighted_smooth(seen, vis**2, fps, 6.0)
+    speed = np.linalg.norm(np.diff(truth, axis=0), axis=-1).max() * fps
+    assert np.linalg.norm(out[-1] - out[119]) < speed * 0.5 + 0.02
+
+
+def test_smooth_image_carries_a_hidden_hand_along_with_its_limb() -> None:
+    """A body sways across the image while a hand, hidden for 1 s, is reported on top of the shoulder (a
+    guess with low visibility): the hand is bridged in its limb's frame, not from its image path."""
+    rng = np.random.default_rng(4)
+    fps, t = 30.0, np.arange(120) / 30.0
+    body = np.stack([320 + 80 * np.sin(2 * np.pi * 0.8 * t), 240 + 0 * t], axis=-1)  # (T, 2) pixels
+    image = np.repeat(body[:, None], 33, axis=1) + rng.normal(scale=0.5, size=(120, 33, 2))
+    image[:, L_EL] += (10.0, 40.0)  # elbow below the shoulder, hand in front of it
+    image[:, L_WR] += (40.0, 50.0)
+    truth = image[:, L_WR].copy()
+    vis = np.full((120, 33), 0.9)
+    hidden = slice(45, 75)
+    image[hidden, L_WR] = image[hidden, L_SH] + rng.normal(scale=3.0, size=(30, 2))
+    vis[hidden, L_WR] = 0.003
+    out = smooth_image(image, vis, fps, 6.0)
+    err = np.linalg.norm(out[hidden, L_WR] - truth[hidden], axis=-1).max()
+    err_plain = np.linalg.norm(lowpass(image, fps, 6.0)[hidden, L_WR] - truth[hidden], axis=-1).max()
+    err_abs = np.linalg.norm(
+        weighted_smooth(image, vis**2, fps, 6.0)[hidden, L_WR] - truth[hidden], axis=-1
+    ).max()
+    assert err < 15.0 and err < 0.3 * err_abs and err_plain > 50.0, (err, err_abs, err_plain)
+
+
+def side_view(n: int, fps: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 33, 2) image landmarks of a person seen from the side, walking right across the image with the
+    arms swinging in opposite phase (the far, right arm 20 px behind the near one), and their true
+    positions; 200 px from shoulders to ankles."""
+    t = np.arange(n) / fps
+    image = np.zeros((n, 33, 2))
+    image[:, :, 0] = 100 + 60 * t[:, None]  # the whole body walks right at 60 px/s
+    image[:, :, 1] = 100.0
+    image[:, 23:33, 1] = 180.0  # hips and legs
+    image[:, [27, 28, 29, 30, 31, 32], 1] = 300.0  # ankles and feet
+    swing = 25 * np.sin(2 * np.pi * 0.9 * t)
+    for sh, el, wr, sgn, dx in ((L_SH, L_EL, L_WR, 1.0, 0.0), (R_SH, R_EL, R_WR, -1.0, -20.0)):
+        image[:, sh, 0] += dx
+        image[:, el] = image[:, sh] + np.stack([sgn * 0.5 * swing, 0 * t + 45], axis=-1)
+        image[:, wr] = image[:, el] + np.stack([sgn * swing + 10, 0 * t + 40], axis=-1)
+    return image, image.copy()
+
+
+def test_overlap_hidden_marks_the_less_visible_of_an_overlapping_pair_as_unseen() -> None:
+    image, _ = side_view(60)
+    vis = np.full((60, 33), 0.9)
+    vis[:, R_WR] = 0.4
+    gap = np.linalg.norm(image[:, L_WR] - image[:, R_WR], axis=-1)
+    close = gap < 0.15 * 200
+    assert close.any() and (~close).any()
+    out = overlap_hidden(image, vis, 30.0)
+    np.testing.assert_array_equal(out[:, R_WR], np.where(close, 0.0, 0.4))
+    np.testing.assert_array_equal(np.delete(out, R_WR, axis=1), np.delete(vis, R_WR, axis=1))
+    # the same scene twice as big in the image: the same landmarks are hidden
+    big = overlap_hidden(2 * image, vis, 30.0)
+    np.testing.assert_array_equal(big, out)
+
+
+def test_a_far_hand_put_on_the_near_one_is_bridged_once_marked_hidden() -> None:
+    """The pose model puts the far (right) hand on top of the near one for 0.7 s, with visibility 0.4:
+    trusted as seen, it is followed; marked hidden by the overlap, it is bridged from where it was seen."""
+    image, truth = side_view(90)
+    vis = np.full((90, 33), 0.95)
+    swapped = slice(40, 61)
+    image[swapped, R_WR] = image[swapped, L_WR] + 2.0
+    vis[swapped, R_WR] = 0.4
+    trusted = smooth_image(image, vis, 30.0, 6.0)[swapped, R_WR]
+    bridged = smooth_image(image, overlap_hidden(image, vis, 30.0), 30.0, 6.0)[swapped, R_WR]
+    err_trusted = np.linalg.norm(trusted - truth[swapped, R_WR], axis=-1).mean()
+    err_bridged = np.linalg.norm(bridged - truth[swapped, R_WR], axis=-1).mean()
+    assert err_bridged < 0.5 * err_trusted, (err_bridged, err_trusted)
 
 
 def test_root_translation_recovers_the_camera_frame_position() -> None:
@@ -131,6 +244,23 @@ def test_snap_feet_puts_the_contact_foot_on_the_floor_and_keeps_leg_lengths() ->
             np.linalg.norm(pose[:, J[a]] - pose[:, J[b]], axis=-1),
         )
     np.testing.assert_allclose(out[:, J["right_ankle"]], pose[:, J["right_ankle"]])
+
+
+def test_snap_feet_holds_a_jittery_contact_foot_still() -> None:
+    rng = np.random.default_rng(5)
+    pose = np.repeat(t_pose()[None], 30, axis=0)
+    pose[:, J["left_knee"], 0] += 0.2
+    jitter = rng.normal(scale=0.01, size=(30, 3))  # landmark noise on a planted foot
+    pose[:, J["left_ankle"]] += jitter
+    pose[:, J["left_toe"]] += jitter
+    contacts = np.zeros((30, 2), dtype=bool)
+    contacts[5:25, 0] = True
+    out = snap_feet(pose, contacts, fps=30.0, height=1.7)
+    ankle = out[6:24, J["left_ankle"]]
+    assert np.abs(ankle - ankle.mean(axis=0)).max() < 1e-4  # still (0.1 mm), though the landmarks jitter 1 cm
+    sole = min(ankle[0, 2] - 0.039 * 1.7, out[6, J["left_toe"], 2] - 0.012 * 1.7)
+    assert abs(sole) < 0.01
+    np.testing.assert_allclose(out[[0, 1, 28, 29]], pose[[0, 1, 28, 29]])  # untouched away from the run
 
 
 def test_video_options_reject_unknown_keys_and_bad_heights() -> None:

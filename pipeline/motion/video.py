@@ -8,7 +8,15 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    split the clip into segments and the longest segment is kept (``segment`` picks another). The result is
    flagged in ``source["video"]`` (``partial``, ``segments``, ``kept``, ``interpolated_frames``). A clip with
    no person, or no segment of at least ``min_segment_s``, is refused with :class:`InputError`.
-2. Temporal smoothing: a zero-phase Gaussian low-pass (cut-off ``cutoff_hz``) of the metric landmarks.
+2. Temporal smoothing, zero-phase, cut-off ``cutoff_hz``: a Gaussian low-pass of the metric landmarks'
+   x and y; the image landmarks are smoothed by confidence (:func:`pipeline.motion.video_fit.smooth_image`:
+   each limb landmark as an offset from its parent landmark, each sample weighted by its visibility
+   squared), so a landmark the model only guesses (an arm hidden behind the body, an interpolated hole) is
+   bridged, in the limb's own frame, from the frames where it was seen. An elbow or wrist that the image
+   puts on top of its other-side twin, and that is the less visible of the two, counts as unseen (in a
+   side view the model tends to put the far arm on the near one;
+   :func:`pipeline.motion.video_fit.overlap_hidden`). The metric landmarks' depths, the model's least
+   certain coordinate, are smoothed the same way with the lower ``root_cutoff_hz``.
 3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
    the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
    to the ears; toe three quarters of the way from the ankle to the tip of the foot.
@@ -28,7 +36,7 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    and that is not clearly above the other foot. The contact feet set the floor height frame by frame (the
    root's height then follows the standing leg rather than the noisy depth); the horizontal path is a
    complementary filter of leg odometry (fast) and the camera path (slow); each contact foot is then locked
-   (on the floor, at its run's median position) by two-bone leg IK.
+   (still, on the floor, at its run's median position) by two-bone leg IK.
 8. Joint rotations (relative to a T-pose facing +x, the foot sloping down to the toe base) from segment
    frames built on the fitted skeleton.
 
@@ -51,6 +59,7 @@ from pipeline.errors import InputError
 from pipeline.io import sha256_file
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS, HumanMotion
 from pipeline.motion.video_fit import (
+    CONFIDENCE_POWER,
     L_EAR,
     NOSE,
     R_EAR,
@@ -61,10 +70,12 @@ from pipeline.motion.video_fit import (
     floor_from_contacts,
     lowpass,
     onto_rays,
+    overlap_hidden,
     plant_feet,
     root_translation,
     segment_rotations,
     segments,
+    smooth_image,
     snap_feet,
     unit,
     up_direction,
@@ -84,7 +95,8 @@ class VideoOptions:
         max_gap_s: longest hole (no person) that is interpolated; longer ones split the clip.
         min_segment_s: shortest usable segment.
         segment: which segment to keep (index into the segments, by time); default the longest.
-        cutoff_hz: low-pass cut-off for the landmarks; ``root_cutoff_hz`` for the root depth.
+        cutoff_hz: low-pass cut-off for the landmarks; ``root_cutoff_hz`` for depths (the root's and the
+            metric landmarks').
     """
 
     subject_height: float | None = None
@@ -185,9 +197,12 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     sl = slice(*keep)
     found = lm.found[sl]
     vis = lm.visibility[sl]
+    image = fill_holes(lm.image_px[sl], found)
+    vis = overlap_hidden(image, np.where(found[:, None], vis, 0.0), fps)
     world = lowpass(fill_holes(lm.world_c[sl], found), fps, opts.cutoff_hz)
-    image = lowpass(fill_holes(lm.image_px[sl], found), fps, opts.cutoff_hz)
-    vis = np.where(found[:, None], vis, 0.0)
+    # the model's depths are its least certain coordinates: smoothed harder, by confidence like the image
+    world[..., 2:] = smooth_image(fill_holes(lm.world_c[sl, :, 2:], found), vis, fps, opts.root_cutoff_hz)
+    image = smooth_image(image, vis, fps, opts.cutoff_hz)
     confidence = vis[:, list(USED)].mean(axis=1)
 
     obs = canonical_points(world)
@@ -201,7 +216,7 @@ def motion_from_landmarks(lm: Landmarks, opts: VideoOptions, origin: str | Path)
     scale = height / height_from_legs(leg)
 
     intr = opts.intrinsics(lm.width, lm.height)
-    w = np.clip(vis, 0.0, 1.0) ** 2
+    w = np.clip(vis, 0.0, 1.0) ** CONFIDENCE_POWER
     w[~found] = 0.0
     t = root_translation(world * scale, image, w + 1e-6, intr)
     t[~found] = np.nan

@@ -7,7 +7,7 @@ Pure functions over arrays; the steps are described in :mod:`pipeline.motion.vid
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from pipeline.geometry import matrix_to_quat
 from pipeline.motion.human import CANONICAL_JOINTS, CANONICAL_PARENTS
@@ -20,12 +20,131 @@ L_FOOT, R_FOOT = 31, 32
 # Landmarks the canonical keypoints are made of (their visibility is the frame's confidence).
 USED = (NOSE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANK, R_ANK)
 PELVIS_RATIO, TORSO_RATIO, HEAD_RATIO, TOE_RATIO = 0.2, 0.7, 0.5, 0.75
+# Weight of a landmark (in the root solve and the image smoothing): its visibility ** CONFIDENCE_POWER.
+CONFIDENCE_POWER = 2.0
+# An elbow or wrist closer to its other-side twin in the image than this share of the body's image size is
+# hidden behind it when it is the less visible of the two (see overlap_hidden).
+OVERLAP = 0.15
+# Parent of each limb landmark (elbow <- shoulder, wrist <- elbow, hand points <- wrist, knee <- hip, ...):
+# limb landmarks are smoothed as offsets from their parent (see smooth_image).
+LANDMARK_PARENT = {
+    **{el: sh for sh, el in ((L_SH, L_EL), (R_SH, R_EL))},
+    **{wr: el for el, wr in ((L_EL, L_WR), (R_EL, R_WR))},
+    **{h: L_WR for h in (17, 19, 21)},
+    **{h: R_WR for h in (18, 20, 22)},
+    **{kn: hp for hp, kn in ((L_HIP, L_KNEE), (R_HIP, R_KNEE))},
+    **{an: kn for kn, an in ((L_KNEE, L_ANK), (R_KNEE, R_ANK))},
+    **{f: L_ANK for f in (29, L_FOOT)},
+    **{f: R_ANK for f in (30, R_FOOT)},
+}
 
 
 def lowpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase Gaussian low-pass over axis 0 (-3 dB at ``cutoff_hz``)."""
     sigma = 0.1325 * fps / cutoff_hz
     return gaussian_filter1d(x, sigma, axis=0, mode="nearest") if sigma > 0.3 and x.shape[0] > 2 else x
+
+
+def weighted_smooth(
+    x: np.ndarray, weight: np.ndarray, fps: float, cutoff_hz: float, *, velocity_tau_s: float = 0.5
+) -> np.ndarray:
+    """Confidence-weighted zero-phase smoothing over axis 0: a Rauch-Tung-Striebel smoother of a
+    near-constant-velocity model, run on every channel of ``x`` (T, ...) independently.
+
+    A sample of weight ``w`` (``weight`` has ``x``'s leading dims, e.g. (T, N) for (T, N, 2)) is a measurement
+    of variance ``1 / w`` (weights under 1e-12 count as 1e-12). At ``w = 1`` throughout, the response is
+    close to ``1 / (1 + (sqrt(2) - 1) (f / f_c)^4)``: -3 dB at ``f_c = cutoff_hz`` like :func:`lowpass`,
+    steeper above. A stretch of weight ``w`` is smoothed as if cut off at about ``f_c w^(1/4)``, so a stretch
+    of low weights is bridged by a smooth path through its confident neighbours instead of following its own
+    samples. The velocity decays with time constant ``velocity_tau_s`` when nothing confident is seen, so a
+    channel that ends (or starts) unseen drifts at most its last velocity times ``velocity_tau_s`` away from
+    its last confident position instead of running off.
+    """
+    t = x.shape[0]
+    if t < 3:
+        return x
+    flat = x.reshape(t, -1).astype(float)
+    n = flat.shape[1]
+    w = np.broadcast_to(weight.reshape(weight.shape + (1,) * (x.ndim - weight.ndim)), x.shape).reshape(t, n)
+    r = 1.0 / np.maximum(w, 1e-12)
+    dt = 1.0 / fps
+    a = float(np.exp(-dt / velocity_tau_s))  # velocity decay per frame
+    q = (2 * np.pi * cutoff_hz) ** 4 * dt / (np.sqrt(2.0) - 1.0)  # acceleration noise density (unit R)
+    q11, q12, q22 = q * dt**3 / 3, q * dt**2 / 2, q * dt
+    xf = np.empty((t, 2, n))  # filtered state (position, velocity)
+    pf = np.empty((t, 3, n))  # its covariance (p11, p12, p22)
+    pp = np.empty((t, 3, n))  # predicted covariance
+    s0 = flat[np.argmax(w, axis=0), np.arange(n)]  # prior mean: the most confident sample
+    s1 = np.zeros(n)
+    c11, c12, c22 = np.full(n, 1e8), np.zeros(n), np.full(n, 1e8)
+    for k in range(t):
+        if k > 0:  # predict with F = [[1, dt], [0, a]]
+            s0, s1 = s0 + dt * s1, a * s1
+            c11, c12, c22 = (
+                c11 + 2 * dt * c12 + dt * dt * c22 + q11,
+                a * (c12 + dt * c22) + q12,
+                a * a * c22 + q22,
+            )
+        pp[k] = c11, c12, c22
+        k0, k1 = c11 / (c11 + r[k]), c12 / (c11 + r[k])
+        innov = flat[k] - s0
+        s0, s1 = s0 + k0 * innov, s1 + k1 * innov
+        c11, c12, c22 = (1 - k0) * c11, (1 - k0) * c12, c22 - k1 * c12
+        xf[k], pf[k] = (s0, s1), (c11, c12, c22)
+    out = np.empty_like(flat)
+    out[-1] = s0
+    for k in range(t - 2, -1, -1):
+        # smoother gain G = P_f F^T P_p(k+1)^-1, with P_f F^T = [[f11, f12], [f21, f22]]
+        a11, a12, a22 = pf[k]
+        b11, b12, b22 = pp[k + 1]
+        det = b11 * b22 - b12 * b12
+        f11, f12, f21, f22 = a11 + dt * a12, a * a12, a12 + dt * a22, a * a22
+        g11, g12 = (f11 * b22 - f12 * b12) / det, (f12 * b11 - f11 * b12) / det
+        g21, g22 = (f21 * b22 - f22 * b12) / det, (f22 * b11 - f21 * b12) / det
+        d0 = s0 - (xf[k, 0] + dt * xf[k, 1])  # smoothed minus predicted state at k + 1
+        d1 = s1 - a * xf[k, 1]
+        s0, s1 = xf[k, 0] + g11 * d0 + g12 * d1, xf[k, 1] + g21 * d0 + g22 * d1
+        out[k] = s0
+    return out.reshape(x.shape)
+
+
+def overlap_hidden(image: np.ndarray, vis: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 33) visibility with the far one of an overlapping left/right pair set to 0 (unseen).
+
+    Where a left/right pair of elbows or wrists is closer in the image (T, 33, 2) than ``OVERLAP`` times the
+    body's image size (shoulders to hips to ankles, a running median over a second), the one of lower
+    visibility is taken as hidden behind the other (neither, if they are equally visible): in a side view
+    the pose model often puts the far arm on top of the near one, still with some visibility.
+    """
+    sh_c, hip_c = (image[:, L_SH] + image[:, R_SH]) / 2, (image[:, L_HIP] + image[:, R_HIP]) / 2
+    an_c = (image[:, L_ANK] + image[:, R_ANK]) / 2
+    size = np.linalg.norm(sh_c - hip_c, axis=-1) + np.linalg.norm(hip_c - an_c, axis=-1)
+    size = median_filter(size, size=max(1, round(fps)) | 1, mode="nearest")
+    out = vis.copy()
+    for a, b in ((L_EL, R_EL), (L_WR, R_WR)):
+        close = np.linalg.norm(image[:, a] - image[:, b], axis=-1) < OVERLAP * size
+        out[close & (vis[:, a] < vis[:, b]), a] = 0.0
+        out[close & (vis[:, b] < vis[:, a]), b] = 0.0
+    return out
+
+
+def smooth_image(image: np.ndarray, vis: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """(T, 33, 2) image landmarks smoothed by confidence, (T, 33) visibility (0 where nothing was seen).
+
+    Each limb landmark is smoothed as its offset from its parent landmark (:data:`LANDMARK_PARENT`), the
+    others (face, shoulders, hips) as they are, by :func:`weighted_smooth` with weights
+    ``visibility ** CONFIDENCE_POWER``; the limbs are then chained back from the trunk. A hidden hand thus
+    keeps (or moves smoothly between) the pose relative to its elbow that it had where it was seen, while
+    the body carries it along, instead of following the model's guesses.
+    """
+    rel = image.copy()
+    for child, parent in LANDMARK_PARENT.items():
+        rel[:, child] = image[:, child] - image[:, parent]
+    smooth = weighted_smooth(rel, np.clip(vis, 0.0, 1.0) ** CONFIDENCE_POWER, fps, cutoff_hz)
+    out = smooth.copy()
+    for child, parent in LANDMARK_PARENT.items():  # parents come before their children
+        out[:, child] = out[:, parent] + smooth[:, child]
+    return out
 
 
 def canonical_points(lm: np.ndarray) -> np.ndarray:
@@ -216,9 +335,10 @@ def plant_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, cutoff_hz: f
 
 
 def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float) -> np.ndarray:
-    """Lock each foot in contact: on the floor (sole at z = 0) and, for each run of contact frames, at the
-    run's median ankle position (at most ``LOCK_MAX`` m away), by two-bone leg IK (bone lengths kept, knee
-    in its bend plane); the correction fades in and out over a few frames. (T, J, 3) -> (T, J, 3)."""
+    """Lock each foot in contact: for each run of contact frames, the ankle stays still at the run's median
+    position (at most ``LOCK_MAX`` m away horizontally) and height with the sole on the floor (z = 0), by
+    two-bone leg IK (bone lengths kept, knee in its bend plane); the correction fades in and out over a
+    frame or two at the ends of the run. (T, J, 3) -> (T, J, 3)."""
     from pipeline.motion.process import ANKLE_HEIGHT_RATIO, TOE_HEIGHT_RATIO
 
     i = {n: k for k, n in enumerate(CANONICAL_JOINTS)}
@@ -229,15 +349,25 @@ def snap_feet(pos_w: np.ndarray, contacts: np.ndarray, fps: float, height: float
             out[:, a, 2] - ANKLE_HEIGHT_RATIO * height, out[:, o, 2] - TOE_HEIGHT_RATIO * height
         )
         weight = lowpass(contacts[:, s].astype(float), fps, 6.0)
-        drop = np.clip(sole, -0.1, 0.1) * weight
         hip, knee, ankle = out[:, h], out[:, k], out[:, a]
-        shift = np.zeros((len(out), 3))
-        for start, stop in segments(contacts[:, s], 0):
+        # per run of contact frames, the ankle's offset to its lock: the run's median ankle position (at most
+        # LOCK_MAX away horizontally) at the run's median height with the sole on the floor; held for a few
+        # frames beyond the run, where the contact weight fades it in and out
+        on_floor = ankle[:, 2] - np.clip(sole, -0.1, 0.1)
+        runs = segments(contacts[:, s], 0)
+        offsets = []
+        for start, stop in runs:
             d = np.median(ankle[start:stop, :2], axis=0) - ankle[start:stop, :2]
             n = np.linalg.norm(d, axis=-1, keepdims=True)
-            shift[start:stop, :2] = d * np.minimum(1.0, LOCK_MAX / np.maximum(n, 1e-9))
-        shift = lowpass(shift, fps, 6.0)
-        shift[:, 2] = -drop
+            dz = np.median(on_floor[start:stop]) - ankle[start:stop, 2]
+            offsets.append(np.column_stack([d * np.minimum(1.0, LOCK_MAX / np.maximum(n, 1e-9)), dz]))
+        lock = np.zeros((len(out), 3))
+        for (start, stop), d in zip(runs, offsets, strict=True):
+            lock[max(0, start - 3) : start] = d[0]
+            lock[stop : stop + 3] = d[-1]
+        for (start, stop), d in zip(runs, offsets, strict=True):
+            lock[start:stop] = d
+        shift = weight[:, None] * lock
         l1 = np.linalg.norm(knee - hip, axis=-1)
         l2 = np.linalg.norm(ankle - knee, axis=-1)
         target = ankle + shift
