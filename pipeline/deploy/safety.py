@@ -96,8 +96,26 @@ def check_state(state: RobotState | None, now: float, cfg: SafetyConfig, started
     return Fault.NONE, ""
 
 
+def limit_targets(
+    target: np.ndarray,
+    q: np.ndarray,
+    dq: np.ndarray,
+    kp: np.ndarray,
+    kd: np.ndarray,
+    max_torque: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Clip position targets to what keeps the PD torque within ``max_torque`` at the measured state.
+
+    tau = kp (target - q) - kd dq  =>  target within q + (+-max_torque + kd dq) / kp, at the measured ``q``,
+    ``dq``. Returns (targets, joints clipped).
+    """
+    damp = kd * dq
+    out = np.clip(target, q + (damp - max_torque) / kp, q + (damp + max_torque) / kp)
+    return out, int(np.count_nonzero(out != target))
+
+
 class TargetLimiter:
-    """:func:`pipeline.robot.command.limit_targets` for fixed gains and limits, with the constants and work
+    """:func:`limit_targets` for fixed gains and limits, with the constants and work
     arrays allocated once (the same operations in the same order: equal results)."""
 
     def __init__(self, kp: np.ndarray, kd: np.ndarray, max_torque: np.ndarray) -> None:

@@ -8,10 +8,8 @@ API (used by pipeline/learn and by distillation)::
     env.num_envs, env.num_actions, env.actor_layout, env.obs_sizes, env.max_episode_steps
     env.set_eval(clips, steps)                      # deterministic starts at frame 0 of `clips`, fixed lengths
 
-Joint targets are ``default + action_scale * action`` (robot.yaml), limited exactly as the deploy runtime
-limits every command it sends (:func:`pipeline.robot.command.limit_targets`: within the torque band of the
-measured joint state, with robot.yaml's gains and effort limits, whatever the randomized true ones), held through ``decimation`` physics
-steps of the position servos; with action latency the previous target stays on for the first substeps (after a reset,
+Joint targets are ``default + action_scale * action`` (robot.yaml), held through ``decimation`` physics steps
+of the position servos; with action latency the previous target stays on for the first substeps (after a reset,
 the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
 the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
 terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
@@ -29,7 +27,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.deploy import observation as dob
-from pipeline.robot.command import limit_targets
 from pipeline.robot.motion import RobotMotion
 from pipeline.robot.spec import load_robot
 from pipeline.sim import terms
@@ -189,11 +186,7 @@ class TrackingEnv:
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         cfg, be, p = self.cfg, self.backend, self.randomizer.params
         actions = np.asarray(actions, dtype=np.float64)
-        r = self.robot
-        measured = be.qpos[:, 7:] + p.calibration_offset  # what the robot's encoders read
-        target, _ = limit_targets(self.default + self.action_scale * actions, measured, be.qvel[:, 6:], r.kp, r.kd,
-                                  r.effort_limit)  # fmt: skip
-        ctrl = target - p.calibration_offset
+        ctrl = self.default + self.action_scale * actions - p.calibration_offset
         dec = cfg.sim.decimation
         if be.native_delay:  # the actuators' own delay holds the previous target for the latency substeps
             seq = np.broadcast_to(ctrl[:, None, :], (ctrl.shape[0], dec, ctrl.shape[1]))
