@@ -43,9 +43,8 @@ class BridgeConfig:
     fault_at: float = 0.0
     stall_s: float = 0.5
     record: Path | None = None
-    start_bundle: Path | None = (
-        None  # start at rest in this bundle's first reference frame, not the default pose
-    )
+    # start at rest in this bundle's first reference frame (SimRobot.stand_at_start), not the default pose
+    start_bundle: Path | None = None
 
 
 class Bridge:

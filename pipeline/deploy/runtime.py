@@ -4,7 +4,8 @@ Phases: WAIT (first state) -> SOFT_START (cosine ramp from the measured pose to 
 reference's first frame with ``start_pose="reference"``, then a short settle) -> POLICY (one reference frame per control step) -> END (damping). Any fault (see
 :mod:`pipeline.deploy.safety`) or an e-stop (SIGINT/SIGTERM, or the keys q/e/space on a TTY) switches to
 damping for ``damping_s`` and ends the run with a message. A fault in END (e.g. the damped robot tipping over
-after a clip that ends mid-stride) is logged and named in the message, but the run has completed. ``dry_run`` builds every command but publishes none.
+after a clip that ends mid-stride) is logged and named in the message, but the run has completed.
+``dry_run`` builds every command but publishes none.
 Every run writes a log (pipeline/deploy/README.md, "Run log").
 """
 
@@ -215,9 +216,8 @@ class Runtime:
         log = _Log(n, d, capacity=steps + round((cfg.safety.soft_start_s + cfg.safety.settle_s
                                                  + cfg.safety.damping_s) / dt) + 64)  # fmt: skip
         phase, fault, message = Phase.WAIT, Fault.NONE, ""
-        after_end = (
-            ""  # a fault once the clip is done (the robot is already damped): logged, not the run's fault
-        )
+        # a fault once the clip is done (the robot is already damped): logged and named, not the run's fault
+        after_end = ""
         state: RobotState | None = None
         q_start = c.default_joint_pos
         t_phase = 0.0
@@ -266,7 +266,7 @@ class Runtime:
                     )
                 if fault == Fault.NONE and self._estop:
                     fault, message = Fault.ESTOP, self._estop
-                row_fault = fault
+                logged = fault
                 if phase == Phase.END and fault not in (Fault.NONE, Fault.ESTOP):
                     after_end = after_end or message
                     fault, message = Fault.NONE, ""
@@ -317,7 +317,8 @@ class Runtime:
                         break
                 t_sent = time.monotonic()
                 log.add(t_tick - t0, phase, k - 1 if obs is not None else -1, state, now, obs, action, cmd,
-                        clipped, row_fault if phase == Phase.END else fault, (t_read - t_tick, t_obs - t_read, t_built - t_read, t_sent - t_built))  # fmt: skip
+                        clipped, logged if phase == Phase.END else fault,
+                        (t_read - t_tick, t_obs - t_read, t_built - t_read, t_sent - t_built))  # fmt: skip
                 if phase in (Phase.DAMPING, Phase.END) and t_ctrl >= end_at - 1e-9:
                     break
         status = "completed" if fault == Fault.NONE else ("estop" if fault == Fault.ESTOP else "fault")

@@ -115,8 +115,8 @@ def limit_targets(
 
 
 class TargetLimiter:
-    """:func:`limit_targets` for fixed gains and limits, with the constants and work
-    arrays allocated once (the same operations in the same order: equal results)."""
+    """:func:`limit_targets` for fixed gains and torque limits, with the constants and work arrays allocated
+    once (the same operations in the same order: equal results)."""
 
     def __init__(self, kp: np.ndarray, kd: np.ndarray, max_torque: np.ndarray) -> None:
         self.kp, self.kd = (np.array(a, dtype=np.float64) for a in (kp, kd))
