@@ -101,9 +101,8 @@ def run_sim2sim(bundle_dir: str | Path, *, iface: str = "lo", domain: int | None
     safety = safety or SafetyConfig()
     with tempfile.TemporaryDirectory(prefix="sim2sim-") as tmp:
         record, blog = Path(tmp) / "trace.npz", Path(tmp) / "bridge.log"
-        start = (
-            Path(bundle_dir) if start_pose == "reference" else None
-        )  # the robot stands there from the start
+        # with start_pose "reference" the robot stands in the reference's first frame from the start
+        start = Path(bundle_dir) if start_pose == "reference" else None
         proc = _start_bridge(domain, iface, hold_s, record, blog, start)
         try:
             itf = DdsInterface(bundle.contract.robot, domain=domain, iface=iface)
