@@ -37,7 +37,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data" / "robot").mkdir(parents=True)
     sway_motion(1.0).save(root / "data/robot/sway.npz")
     params = {"robot": "g1", "train": {"loop": []}, "export": {"clip": "sway", "seconds": 5.0},
-              "sim2sim": {"iface": "lo", "hold_s": 100.0, "watchdog_ms": 300.0}}  # fmt: skip
+              "sim2sim": {"iface": "lo", "hold_s": 100.0, "watchdog_ms": 300.0, "runs": 2}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = subprocess.run(
         [sys.executable, str(REPO / "stages/export.py"), "models/student", "data/robot", "build/deploy"],
@@ -73,6 +73,22 @@ def test_sim2sim_stage_reports(project: Path) -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads((project / "reports/sim2sim.json").read_text())
     assert report["success"] is True and report["faults"] == []
+    assert report["runs"] == 2 and report["success_rate"] == 1.0 and len(report["trials"]) == 2
     assert report["policy_steps"] == 50 and 0.0 < report["mpkpe_mm"] < 100.0
     assert 0.0 < report["loop_p50_ms"] <= report["loop_p99_ms"]
     assert report["bridge"]["commands"] >= 50 and report["bridge"]["bad_crc"] == 0
+
+
+def test_sim2sim_runs_combine_into_one_report() -> None:
+    from pipeline.deploy.sim2sim import combine
+
+    def trial(ok: bool, steps: int, p50: float, p99: float) -> dict:
+        faults = [] if ok else [{"fault": "TILT", "message": "fall detected"}]
+        return {"success": ok, "policy_steps": steps, "mpkpe_mm": 100.0 * steps / 50, "loop_p50_ms": p50,
+                "loop_p99_ms": p99, "faults": faults, "reference_frames": 50}  # fmt: skip
+
+    out = combine([trial(True, 50, 0.1, 0.3), trial(False, 20, 0.2, 0.9), trial(True, 50, 0.3, 0.2)])
+    assert out["success"] is False and out["success_rate"] == pytest.approx(2 / 3) and out["runs"] == 3
+    assert out["policy_steps"] == 20 and out["loop_p50_ms"] == 0.2 and out["loop_p99_ms"] == 0.9
+    assert out["faults"] == [{"run": 1, "fault": "TILT", "message": "fall detected"}]
+    assert out["mpkpe_mm"] == pytest.approx(80.0) and len(out["trials"]) == 3
