@@ -31,6 +31,7 @@ def main(argv: list[str]) -> None:
         "env_steps_per_s": round(result.env_steps / max(result.wall_s, 1e-9), 1),
         "ppo_update_share": round(result.update_share, 3),
         "resumed_from_iteration": result.resumed_from,
+        "selected": result.selected,  # policy.pt's selection score (null: the final iterate, no selection)
     }
     write_json(out_dir / "metrics.json", metrics)
     plot_curves(out_dir / "curves.csv", out_dir / "curves.png")

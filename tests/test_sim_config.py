@@ -35,7 +35,11 @@ def test_params_yaml_train_section_is_valid_and_matches_defaults():
         ({"sampling": {"uniform_ratio": 2.0}}, "uniform_ratio"),
         ({"clips": []}, "train.clips is empty"),
         ({"ppo": {"gamma": 1.5}}, "gamma"),
-        ({"ppo": {"schedule": "cosine"}}, "train.ppo.schedule must be 'fixed' or 'adaptive'"),
+        ({"ppo": {"schedule": "cosine"}}, "train.ppo.schedule must be 'fixed', 'adaptive' or 'linear'"),
+        ({"ppo": {"final_learning_rate": 0.0}}, "final_learning_rate must be > 0"),
+        ({"select": {"every": -1}}, "train.select needs every >= 0"),
+        ({"select": {"start": 1.5}}, "start in [0, 1]"),
+        ({"select": {"episodes_per_clip": 0}}, "select.episodes_per_clip must be > 0"),
     ],
 )
 def test_bad_params_are_clear_errors(raw, message):

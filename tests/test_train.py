@@ -21,7 +21,7 @@ from pipeline.learn.teacher import (
     teacher_policy,
     train,
 )
-from pipeline.sim.config import from_dict
+from pipeline.sim.config import SelectConfig, from_dict
 from pipeline.sim.task import TrackingEnv
 
 from .sim_helpers import swing_motion
@@ -66,6 +66,47 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
         assert block["episodes"] == 2 and 0 <= block["success_rate"] <= 1 and block["mpkpe_mm"] > 0
     assert metrics["overall"]["episode_s"] >= 0.5  # cyclic clip evaluated for at least min_episode_s
     json.dumps(metrics)
+
+
+def test_policy_is_the_best_scored_checkpoint_and_the_rate_decays(tmp_path):
+    cfg = dataclasses.replace(
+        _cfg(160),  # 5 iterations, each scored
+        select=SelectConfig(every=1, start=0.0, episodes_per_clip=2),
+        ppo=dataclasses.replace(_cfg(1).ppo, schedule="linear", learning_rate=1e-3, final_learning_rate=1e-4),
+    )
+    result = train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    scores = [
+        (float(r["select_success_rate"]), float(r["select_survival_s"]), -float(r["select_mpkpe_mm"]))
+        for r in rows
+    ]
+    assert len(scores) == 5 and result.selected is not None
+    # the selected iteration is the first with the best score (a later tie does not replace it)
+    assert result.selected["iteration"] == int(rows[scores.index(max(scores))]["iteration"])
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=False)
+    chosen = torch.load(tmp_path / "policy.pt", weights_only=False)
+    assert chosen["iter"] == best["iter"] == result.selected["iteration"]
+    for k, v in best["actor_state_dict"].items():
+        assert torch.equal(v, chosen["actor_state_dict"][k])
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates == pytest.approx([1e-3 - 0.9e-3 * k / 5 for k in range(5)])  # set before each iteration
+    # a resumed run keeps the best score it had: a longer budget selects among old and new iterations
+    more = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, env_steps=192))
+    again = train(more, [MOTION], ["swing"], tmp_path, progress=False)
+    assert again.resumed_from == 5
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    scores = [
+        (float(r["select_success_rate"]), float(r["select_survival_s"]), -float(r["select_mpkpe_mm"]))
+        for r in rows
+    ]
+    assert len(scores) == 6 and again.selected["iteration"] == int(
+        rows[scores.index(max(scores))]["iteration"]
+    )
+    # without selection the policy is the final iterate
+    final = train(dataclasses.replace(_cfg(64), select=SelectConfig(every=0)), [MOTION], ["swing"],
+                  tmp_path / "plain", progress=False)  # fmt: skip
+    assert final.selected is None
+    assert torch.load(tmp_path / "plain" / "policy.pt", weights_only=False)["iter"] == 2
 
 
 def test_teacher_reads_its_anchor_position_only_when_configured(tmp_path):

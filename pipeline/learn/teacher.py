@@ -2,10 +2,16 @@
 
 ``train(cfg, motions, names, out_dir)`` writes into ``out_dir``::
 
-    checkpoints/last.pt   rsl-rl runner state + our counters (iteration, env steps, wall seconds, sampler);
-                          a rerun with the same config resumes from it (DVC ``persist: true``)
-    curves.csv            one row per PPO iteration (for ``dvc plots``)
-    policy.pt             the final runner state (actor + critic + normalizers), loadable by :func:`teacher_policy`
+    checkpoints/last.pt   rsl-rl runner state + our counters (iteration, env steps, wall seconds, sampler,
+                          best selection score); a rerun with the same config resumes from it (DVC ``persist``)
+    checkpoints/best.pt   the runner state that scored best in selection (``train.select``)
+    curves.csv            one row per PPO iteration (for ``dvc plots``); selection scores on the rows they ran
+    policy.pt             the selected runner state (actor + critic + normalizers), loadable by
+                          :func:`teacher_policy`: the best scored, or the final one without selection
+
+Selection exists because the deterministic actor's robustness swings from one evaluation to the next even
+late in training: two runs of the same code stopped at different iterations scored 4/16 and 0/16 under the
+randomization. Its episodes use their own seed, not the train or evaluate stages' evaluation seeds.
 
 The PPO itself is rsl-rl-lib's (``OnPolicyRunner.alg``: act / process_env_step / compute_returns / update);
 this module only drives its iterations so it can stop on a wall-clock or env-step budget, time the update
@@ -18,6 +24,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +51,8 @@ from pipeline.sim.task import TrackingEnv
 
 CURVE_FIELDS = (
     "iteration", "env_steps", "wall_s", "return", "episode_s", "termination_rate", "mpkpe_mm", "value_loss",
-    "surrogate_loss", "action_std", "learning_rate", "collect_s", "update_s",
+    "surrogate_loss", "action_std", "learning_rate", "collect_s", "update_s", "select_success_rate",
+    "select_survival_s", "select_mpkpe_mm",
 )  # fmt: skip
 
 
@@ -98,7 +106,7 @@ def runner_config(cfg: TrainConfig) -> dict[str, Any]:
             "entropy_coef": p.entropy_coef,
             "learning_rate": p.learning_rate,
             "max_grad_norm": p.max_grad_norm,
-            "schedule": p.schedule,
+            "schedule": "fixed" if p.schedule == "linear" else p.schedule,  # linear: set by train()
             "desired_kl": p.desired_kl,
             # every mini-batch also in its left-right mirror image (pipeline/sim/symmetry.py)
             "symmetry_cfg": {
@@ -117,7 +125,9 @@ def runner_config(cfg: TrainConfig) -> dict[str, Any]:
 def config_hash(cfg: TrainConfig, names: Sequence[str], motions: Sequence[RobotMotion]) -> str:
     """Identity of a training run: a checkpoint of another config/clip set is not resumed (the budget, the
     checkpoint interval and the evaluation settings are not part of it: raising the budget continues a run)."""
-    ident = {k: v for k, v in asdict(cfg).items() if k not in ("budget", "checkpoint_every", "eval")}
+    ident = {
+        k: v for k, v in asdict(cfg).items() if k not in ("budget", "checkpoint_every", "eval", "select")
+    }
     h = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
     for n, m in zip(names, motions, strict=True):
         h.update(n.encode())
@@ -133,6 +143,7 @@ class TrainResult:
     collect_s: float
     update_s: float
     resumed_from: int
+    selected: dict[str, Any] | None  # the selection score of policy.pt (iteration, success_rate, ...)
 
     @property
     def update_share(self) -> float:
@@ -188,6 +199,9 @@ def train(
             counters.update(saved["infos"])
             env.sampler.failure[:] = np.asarray(counters.pop("sampler_failure"))
             resumed = int(counters["iteration"])
+    best = ckpt_dir / "best.pt"
+    if not best.exists():
+        counters.pop("best", None)
     rows = _read_curves(curves, resumed)
     budget_s = cfg.budget.minutes * 60.0 if cfg.budget.minutes > 0 else float("inf")
     budget_steps = cfg.budget.env_steps if cfg.budget.env_steps > 0 else float("inf")
@@ -195,6 +209,15 @@ def train(
 
     def fraction() -> float:
         return min(1.0, max(counters["wall_s"] / budget_s, counters["env_steps"] / budget_steps))
+
+    sel = cfg.select
+    selecting = sel.every > 0
+    if selecting:
+        from pipeline.evaluate.conditions import Sim2SimConfig, condition
+
+        sel_cfg, sel_physics = condition(
+            cfg, "randomized" if cfg.eval.randomized else "nominal", Sim2SimConfig()
+        )
 
     obs = vec.get_observations()
     runner.alg.train_mode()
@@ -210,6 +233,13 @@ def train(
         ramp = cfg.randomization.push_ramp
         while fraction() < 1.0:
             env.push_scale = min(1.0, fraction() / ramp) if ramp > 0 else 1.0  # push curriculum
+            if cfg.ppo.schedule == "linear":
+                lr = (
+                    cfg.ppo.learning_rate + (cfg.ppo.final_learning_rate - cfg.ppo.learning_rate) * fraction()
+                )
+                runner.alg.learning_rate = lr
+                for group in runner.alg.optimizer.param_groups:
+                    group["lr"] = lr
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for _ in range(cfg.ppo.num_steps_per_env):
@@ -243,17 +273,30 @@ def train(
                 "collect_s": round(t1 - t0, 3),
                 "update_s": round(t2 - t1, 3),
             }
+            done = fraction() >= 1.0
+            if selecting and fraction() >= sel.start and (counters["iteration"] % sel.every == 0 or done):
+                t3 = time.perf_counter()
+                score = _select_score(runner, cfg, sel_cfg, sel_physics, motions, names)
+                counters["wall_s"] += time.perf_counter() - t3
+                row.update({f"select_{k}": v for k, v in score.items()})
+                if "best" not in counters or _better(score, counters["best"]):
+                    counters["best"] = {"iteration": counters["iteration"], **score}
+                    _save(best, runner, counters)
             rows.append(row)
             bar.update(task, completed=1000 * fraction(), it=counters["iteration"],
                        ret=f"{row['return']:.2f}", mpkpe=f"{row['mpkpe_mm']:.0f}")  # fmt: skip
-            if counters["iteration"] % cfg.checkpoint_every == 0 or fraction() >= 1.0:
+            if counters["iteration"] % cfg.checkpoint_every == 0 or done:
                 counters["sampler_failure"] = env.sampler.failure.tolist()
                 _save(last, runner, counters)
                 counters.pop("sampler_failure")
                 _write_curves(curves, rows)
     _write_curves(curves, rows)
     counters["sampler_failure"] = env.sampler.failure.tolist()
-    _save(out_dir / "policy.pt", runner, counters)
+    if "best" in counters:
+        with atomic_path(out_dir / "policy.pt") as tmp:
+            shutil.copyfile(best, tmp)
+    else:
+        _save(out_dir / "policy.pt", runner, counters)
     return TrainResult(
         iterations=int(counters["iteration"]),
         env_steps=int(counters["env_steps"]),
@@ -261,7 +304,33 @@ def train(
         collect_s=float(counters["collect_s"]),
         update_s=float(counters["update_s"]),
         resumed_from=resumed,
+        selected=counters.get("best"),
     )
+
+
+def _select_score(
+    runner: OnPolicyRunner,
+    cfg: TrainConfig,
+    sel_cfg: TrainConfig,
+    physics: Any,
+    motions: Sequence[RobotMotion],
+    names: Sequence[str],
+) -> dict[str, float]:
+    """The live deterministic actor scored on ``train.select`` episodes (its own seed)."""
+    from pipeline.evaluate.rollout import rollout
+
+    spec = _actor_spec(runner.alg.get_policy(), cfg)
+    r = rollout(spec, sel_cfg, physics, motions, names, history=1, seed=cfg.seed + 20_000,
+                episodes_per_clip=cfg.select.episodes_per_clip, min_episode_s=cfg.eval.min_episode_s)  # fmt: skip
+    o = r.summary["overall"]
+    return {k: float(o[k]) for k in ("success_rate", "survival_s", "mpkpe_mm")}
+
+
+def _better(score: dict[str, float], best: dict[str, float]) -> bool:
+    """Success rate first; among equal rates the longer survival, then the lower MPKPE."""
+    key = ("success_rate", "survival_s")
+    a, b = tuple(score[k] for k in key), tuple(best[k] for k in key)
+    return a > b or (a == b and score["mpkpe_mm"] < best["mpkpe_mm"])
 
 
 def _read_curves(path: Path, upto: int) -> list[dict[str, Any]]:
@@ -290,13 +359,23 @@ def teacher_policy(path: str | Path, cfg: TrainConfig) -> PolicySpec:
     state = teacher_state(path)
     n = load_robot(cfg.robot).num_joints
     groups = actor_groups(cfg)
-    sizes = {"actor": sum(t.size for t in dob.actor_layout(n)), "anchor_pos": 3}
+    dummy = TensorDict({g: torch.zeros(1, _group_size(g, n)) for g in groups}, batch_size=[1])
     cls, kw = resolve_class(runner_config(cfg)["actor"])
-    dummy = TensorDict({g: torch.zeros(1, sizes[g]) for g in groups}, batch_size=[1])
     model = cls(dummy, {"actor": groups}, "actor", n, **kw)
     load_teacher_into(state, lambda: model.load_state_dict(state["actor_state_dict"]))
     model.eval()
-    split = np.cumsum([sizes[g] for g in groups])[:-1]
+    return _actor_spec(model, cfg)
+
+
+def _group_size(group: str, num_joints: int) -> int:
+    return 3 if group == "anchor_pos" else sum(t.size for t in dob.actor_layout(num_joints))
+
+
+def _actor_spec(model: torch.nn.Module, cfg: TrainConfig) -> PolicySpec:
+    """The deterministic output of an actor model as a PolicySpec (its groups concatenated in order)."""
+    groups = actor_groups(cfg)
+    n = load_robot(cfg.robot).num_joints
+    split = np.cumsum([_group_size(g, n) for g in groups])[:-1]
 
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -359,16 +438,27 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     with Path(csv_path).open() as f:
         rows = list(csv.DictReader(f))
     x = np.array([float(r["env_steps"]) for r in rows])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     for ax, key, label in zip(
         axes,
         ("return", "episode_s", "mpkpe_mm"),
-        ("episode return", "episode length (s)", "MPKPE (mm)"),
-        strict=True,
+        ("episode return (training)", "episode length (s, training)", "MPKPE (mm, training)"),
+        strict=False,
     ):
         ax.plot(x, [float(r[key]) for r in rows])
-        ax.set_xlabel("env steps")
         ax.set_title(label)
+    scored = [r for r in rows if r.get("select_success_rate")]
+    ax = axes[3]
+    xs = [float(r["env_steps"]) for r in scored]
+    ax.plot(xs, [float(r["select_success_rate"]) for r in scored], "o-", color="C0")
+    ax.set_ylabel("success rate", color="C0")
+    ax.set_ylim(-0.05, 1.05)
+    twin = ax.twinx()
+    twin.plot(xs, [float(r["select_survival_s"]) for r in scored], "s--", color="C1")
+    twin.set_ylabel("survival (s)", color="C1")
+    ax.set_title("selection (deterministic actor)")
+    for ax in axes:
+        ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:

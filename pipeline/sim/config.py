@@ -111,7 +111,9 @@ class PPOConfig:
     num_learning_epochs: int = 3
     num_mini_batches: int = 4
     learning_rate: float = 1.0e-3
-    schedule: str = "fixed"  # or "adaptive" (learning rate from desired_kl)
+    # fixed | adaptive (rate from desired_kl) | linear (from learning_rate to final_learning_rate over the budget)
+    schedule: str = "fixed"
+    final_learning_rate: float = 1.0e-4
     desired_kl: float = 0.01
     clip_param: float = 0.2
     gamma: float = 0.99
@@ -142,6 +144,18 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    """Best-checkpoint selection: from ``start`` (share of the budget) on, every ``every`` iterations and at the
+    end, the deterministic actor is scored on ``episodes_per_clip`` episodes per clip in the evaluation's
+    condition (``eval``), on its own seed; ``policy.pt`` is the best scored (success rate, then survival).
+    ``every: 0`` keeps the final iterate."""
+
+    every: int = 100
+    start: float = 0.5
+    episodes_per_clip: int = 16
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     clips: tuple[str, ...] = ("walk",)
     loop: tuple[str, ...] = ("walk",)  # clips looped (root advancing) even if their source lacks cyclic: true
@@ -162,6 +176,7 @@ class TrainConfig:
     ppo: PPOConfig = PPOConfig()
     budget: BudgetConfig = BudgetConfig()
     eval: EvalConfig = EvalConfig()
+    select: SelectConfig = SelectConfig()
     checkpoint_every: int = 25  # iterations
 
     @property
@@ -300,8 +315,11 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
             )
         },
     )
-    if p.schedule not in ("fixed", "adaptive"):
-        raise InputError(where, f"train.ppo.schedule must be 'fixed' or 'adaptive', got '{p.schedule}'")
+    if p.schedule not in ("fixed", "adaptive", "linear"):
+        raise InputError(
+            where, f"train.ppo.schedule must be 'fixed', 'adaptive' or 'linear', got '{p.schedule}'"
+        )
+    _positive(where, **{"ppo.final_learning_rate": p.final_learning_rate})
     if not (0 < p.gamma <= 1 and 0 <= p.lam <= 1):
         raise InputError(where, "train.ppo.gamma must be in (0, 1] and lam in [0, 1]")
     if cfg.num_envs * p.num_steps_per_env < p.num_mini_batches:
@@ -319,6 +337,10 @@ def validate(cfg: TrainConfig, where: str | Path = "params.yaml") -> TrainConfig
         },
     )
     _positive(where, checkpoint_every=cfg.checkpoint_every)
+    sel = cfg.select
+    if sel.every < 0 or not 0 <= sel.start <= 1:
+        raise InputError(where, f"train.select needs every >= 0 and start in [0, 1], got {sel}")
+    _positive(where, **{"select.episodes_per_clip": sel.episodes_per_clip})
     return cfg
 
 
