@@ -113,3 +113,18 @@ def test_augment_appends_the_mirror_to_the_batch(env: TrackingEnv):
 def test_a_robot_without_twins_is_refused():
     with pytest.raises(ValueError, match="no mirror twin"):
         joint_mirror(["left_knee_joint", "waist_yaw_joint"])
+
+
+def test_a_robot_with_an_asymmetric_default_pose_is_refused(env: TrackingEnv, monkeypatch):
+    TaskMirror.of(env)  # the G1's default pose and action scales are symmetric
+    default = env.default.copy()
+    default[env.robot.joint_names.index("left_hip_roll_joint")] = 0.1
+    monkeypatch.setattr(env, "default", default)
+    with pytest.raises(ValueError, match=r"default pose is not left-right symmetric \(left_hip_roll_joint"):
+        TaskMirror.of(env)
+    monkeypatch.undo()
+    scale = env.action_scale.copy()
+    scale[env.robot.joint_names.index("right_knee_joint")] *= 2
+    monkeypatch.setattr(env, "action_scale", scale)
+    with pytest.raises(ValueError, match=r"action scale is not left-right symmetric \(left_knee_joint"):
+        TaskMirror.of(env)

@@ -154,6 +154,8 @@ def build_runner(env: TrackingEnv, cfg: TrainConfig) -> tuple[TrackingVecEnv, On
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)
     vec = TrackingVecEnv(env)
+    if cfg.ppo.symmetry:
+        _ = vec.mirror  # a robot that is not its own mirror image is refused here, before any training
     runner = OnPolicyRunner(vec, runner_config(cfg), log_dir=None, device="cpu")
     return vec, runner
 

@@ -149,7 +149,23 @@ class TaskMirror:
         tracked = [m.body(int(i)).name for i in env.tracked]
         feet = [m.body(int(i)).name for i in env.feet]
         terms = [(t.name, t.size) for t in env.actor_layout]
-        return cls(env.robot.joint_names, terms, tracked, feet, env.obs_sizes["critic"])
+        mirror = cls(env.robot.joint_names, terms, tracked, feet, env.obs_sizes["critic"])
+        # joint_pos_rel and the action are relative to the default pose and scaled per joint: their signed
+        # permutation is the mirror only if the pose is its own mirror image and twins share a scale
+        joints = mirror.action
+        for what, v, mirrored in (
+            ("default pose", env.default, joints(env.default)),
+            ("action scale", env.action_scale, env.action_scale[joints.index]),
+        ):
+            bad = np.flatnonzero(~np.isclose(mirrored, v, atol=1e-6))
+            if bad.size:
+                j = int(bad[0])
+                raise ValueError(
+                    f"robot '{env.robot.name}': its {what} is not left-right symmetric "
+                    f"({env.robot.joint_names[j]} {v[j]:g} vs its twin {mirrored[j]:g}); "
+                    "turn off train.ppo.symmetry for it"
+                )
+        return mirror
 
     def tensor(self, x: torch.Tensor, group: str) -> torch.Tensor:
         """Mirror a (B, D) tensor of ``group`` (or ``"action"``)."""
