@@ -112,7 +112,7 @@ class PPOConfig:
     num_mini_batches: int = 4
     learning_rate: float = 1.0e-3
     # fixed | adaptive (rate from desired_kl) | linear (from learning_rate to final_learning_rate over the budget)
-    schedule: str = "fixed"
+    schedule: str = "linear"
     final_learning_rate: float = 1.0e-4
     desired_kl: float = 0.01
     clip_param: float = 0.2
@@ -150,7 +150,7 @@ class SelectConfig:
     condition (``eval``), on its own seed; ``policy.pt`` is the best scored (success rate, then survival).
     ``every: 0`` keeps the final iterate."""
 
-    every: int = 100
+    every: int = 50
     start: float = 0.5
     episodes_per_clip: int = 16
 
