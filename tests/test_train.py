@@ -90,7 +90,11 @@ def test_policy_is_the_best_scored_checkpoint_and_the_rate_decays(tmp_path):
         assert torch.equal(v, chosen["actor_state_dict"][k])
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates == pytest.approx([1e-3 - 0.9e-3 * k / 5 for k in range(5)])  # set before each iteration
-    # a resumed run keeps the best score it had: a longer budget selects among old and new iterations
+    # a resumed run keeps the best score it had: a longer budget selects among old and new iterations. The score
+    # is best.pt's own, not last.pt's copy (which is older when a run is killed between the two saves)
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    last["infos"]["best"] = {"iteration": 0, "success_rate": 2.0, "survival_s": 99.0, "mpkpe_mm": 0.0}
+    torch.save(last, tmp_path / "checkpoints" / "last.pt")
     more = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, env_steps=192))
     again = train(more, [MOTION], ["swing"], tmp_path, progress=False)
     assert again.resumed_from == 5

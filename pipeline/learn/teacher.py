@@ -9,10 +9,10 @@
     policy.pt             the selected runner state (actor + critic + normalizers), loadable by
                           :func:`teacher_policy`: the best scored, or the final one without selection
 
-Selection exists because the deterministic actor's robustness is not monotone in training: in one run its
-mean survival on the 16 randomized selection episodes went 10.0, 10.0, 9.1, 9.2, 8.7, 8.8, 9.7, 9.5, 10.0, 9.7,
-10.0 s (of 10) over the last 500 iterations. Its episodes use their own seed, not the train or evaluate stages'
-evaluation seeds, so the scores those report are not the selection's own.
+Selection exists because the deterministic actor's robustness is not monotone in training: in one run it
+tracked 16 of 16 randomized selection episodes at iteration 1800 and 13 of 16 seven iterations later, at the
+end of the budget. Its episodes use their own seed, not the train or evaluate stages' evaluation seeds, so the
+scores those report are not the selection's own.
 
 The PPO itself is rsl-rl-lib's (``OnPolicyRunner.alg``: act / process_env_step / compute_returns / update);
 this module only drives its iterations so it can stop on a wall-clock or env-step budget, time the update
@@ -202,9 +202,13 @@ def train(
             counters.update(saved["infos"])
             env.sampler.failure[:] = np.asarray(counters.pop("sampler_failure"))
             resumed = int(counters["iteration"])
+    # the best score is best.pt's own (it may be newer than last.pt's counters when a run was killed)
     best = ckpt_dir / "best.pt"
-    if not best.exists():
-        counters.pop("best", None)
+    counters.pop("best", None)
+    if resumed and best.exists():
+        infos = torch.load(best, weights_only=False, map_location="cpu").get("infos", {})
+        if infos.get("config") == ident and "best" in infos:
+            counters["best"] = infos["best"]
     rows = _read_curves(curves, resumed)
     budget_s = cfg.budget.minutes * 60.0 if cfg.budget.minutes > 0 else float("inf")
     budget_steps = cfg.budget.env_steps if cfg.budget.env_steps > 0 else float("inf")

@@ -147,7 +147,8 @@ class EvalConfig:
 class SelectConfig:
     """Best-checkpoint selection: from ``start`` (share of the budget) on, every ``every`` iterations and at the
     end, the deterministic actor is scored on ``episodes_per_clip`` episodes per clip in the evaluation's
-    condition (``eval``), on its own seed; ``policy.pt`` is the best scored (success rate, then survival).
+    condition (``eval``), on its own seed; ``policy.pt`` is the best scored (success rate, then survival,
+    then MPKPE).
     ``every: 0`` keeps the final iterate."""
 
     every: int = 50
