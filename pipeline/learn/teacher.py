@@ -334,10 +334,12 @@ def _select_score(
 
 
 def _better(score: dict[str, float], best: dict[str, float]) -> bool:
-    """Success rate first; among equal rates the longer survival, then the lower MPKPE."""
-    key = ("success_rate", "survival_s")
-    a, b = tuple(score[k] for k in key), tuple(best[k] for k in key)
-    return a > b or (a == b and score["mpkpe_mm"] < best["mpkpe_mm"])
+    """Success rate first; among equal rates the longer survival, then the lower MPKPE (ties keep ``best``)."""
+
+    def rank(s: dict[str, float]) -> tuple[float, float, float]:
+        return s["success_rate"], s["survival_s"], -s["mpkpe_mm"]
+
+    return rank(score) > rank(best)
 
 
 def _read_curves(path: Path, upto: int) -> list[dict[str, Any]]:
