@@ -375,6 +375,17 @@ def test_extraction_matches_the_rendered_clip(truth_video) -> None:
     assert err.mean() < 0.11, err.mean()
     assert contact_agreement(got.contacts, truth.contacts[a:b]) > 0.6
     assert got.subject_height == pytest.approx(truth.subject_height)
+    # the keypoints MediaPipe has no landmark for mean what a mocap rig's do: the pelvis at the hip joints'
+    # level, the head (top of the neck) at the ears, each within 4 cm of the body's own (vertically)
+    for point, pair in (("pelvis", "hip"), ("head", "shoulder")):
+        rise = [
+            np.mean(
+                m.pos_w[:, J[point], 2]
+                - (m.pos_w[:, J[f"left_{pair}"], 2] + m.pos_w[:, J[f"right_{pair}"], 2]) / 2
+            )
+            for m in (got, truth.replace(pos_w=truth.pos_w[a:b]))
+        ]
+        assert abs(rise[0] - rise[1]) < 0.04, (point, rise)
     # the skeleton is held constant over the clip
     thigh = np.linalg.norm(got.pos_w[:, J["left_knee"]] - got.pos_w[:, J["left_hip"]], axis=-1)
     assert thigh.std() < 0.01 * thigh.mean() + 1e-3

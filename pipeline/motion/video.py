@@ -17,9 +17,9 @@ Steps (landmarks from :mod:`pipeline.motion.video_pose`, MediaPipe Pose full mod
    side view the model tends to put the far arm on the near one;
    :func:`pipeline.motion.video_fit.overlap_hidden`). The metric landmarks' depths, the model's least
    certain coordinate, are smoothed the same way with the lower ``root_cutoff_hz``.
-3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.2, torso 0.7 of
-   the way from the hip centre to the shoulder centre; head (top of the neck) halfway from the shoulder centre
-   to the ears; toe three quarters of the way from the ankle to the tip of the foot.
+3. Canonical keypoints from the landmarks (MediaPipe has no spine or neck points): pelvis 0.05, torso 0.8 of
+   the way from the hip centre to the shoulder centre (a rig's root sits at the hip joints' level); head (top
+   of the neck) at the centre of the ears; toe three quarters of the way from the ankle to the tip of the foot.
 4. A skeleton: each bone's length is its median over the confident frames, left and right averaged, and is
    held constant; the skeleton is scaled so its standing height (from the legs, as every reader does) is the
    subject's height. Fitting (after step 5): each frame's skeleton follows the observed bone directions from
