@@ -379,11 +379,8 @@ def test_extraction_matches_the_rendered_clip(truth_video) -> None:
     # level, the head (top of the neck) at the ears, each within 4 cm of the body's own (vertically)
     for point, pair in (("pelvis", "hip"), ("head", "shoulder")):
         rise = [
-            np.mean(
-                m.pos_w[:, J[point], 2]
-                - (m.pos_w[:, J[f"left_{pair}"], 2] + m.pos_w[:, J[f"right_{pair}"], 2]) / 2
-            )
-            for m in (got, truth.replace(pos_w=truth.pos_w[a:b]))
+            np.mean(pos[:, J[point], 2] - (pos[:, J[f"left_{pair}"], 2] + pos[:, J[f"right_{pair}"], 2]) / 2)
+            for pos in (got.pos_w, truth.pos_w[a:b])
         ]
         assert abs(rise[0] - rise[1]) < 0.04, (point, rise)
     # the skeleton is held constant over the clip
