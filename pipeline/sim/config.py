@@ -166,7 +166,7 @@ class TrainConfig:
     episode_s: float = 10.0
     # the teacher's actor also reads the anchor's position error (observation group ``anchor_pos``): a robot
     # needs state estimation for it, so the student never sees it. Off by default: with reward.w_anchor_pos 0.5
-    # the teacher does not correct the error it sees; with 2.0 it does, but learns slower (README's numbers)
+    # the teacher barely uses it; weighed more, it does, but tracks fewer episodes (README's numbers)
     actor_anchor_pos: bool = False
     sim: SimConfig = SimConfig()
     reward: RewardConfig = RewardConfig()
