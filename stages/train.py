@@ -38,7 +38,8 @@ def main(argv: list[str]) -> None:
     o = metrics["overall"]
     print(
         f"teacher: success_rate={o['success_rate']:.3f} mpkpe_mm={o['mpkpe_mm']:.1f} "
-        f"joint_err_rad={o['joint_err_rad']:.3f} episodes={o['episodes']} ({result.env_steps} env steps)"
+        f"joint_err_rad={o['joint_err_rad']:.3f} episodes={o['episodes']} ({result.env_steps} env steps); drift: "
+        f"heading {o['heading_err_deg']:.1f} deg, along {o['drift_along_mm']:.0f} mm, across {o['drift_across_mm']:.0f} mm"
     )
 
 

@@ -1,11 +1,12 @@
-"""Tracking errors: the local error ignores where the whole body went, the global one does not."""
+"""Tracking errors: the local error ignores where the whole body went, the global one does not; the drift
+splits where it went into heading, pace and sideways."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pipeline.sim.terms import relative_reference, tracking_errors
+from pipeline.sim.terms import drift, relative_reference, tracking_errors
 
 
 def _wxyz(r: Rotation) -> np.ndarray:
@@ -31,3 +32,19 @@ def test_local_error_is_posture_only():
     state["body_pos_w"][0, 3, 2] += 0.12
     _, local = tracking_errors(ref, state, tracked, relative_reference(ref, state, anchor, tracked)[0])
     np.testing.assert_allclose(local[0], 0.12 / k, atol=1e-9)
+
+
+def test_drift_splits_heading_pace_and_sideways():
+    # the reference anchor heads 30 deg left of +x; the robot's is 0.3 m ahead of it, 0.1 m to its right,
+    # and turned 4 deg further left
+    heading = np.radians(30.0)
+    ref_rot = Rotation.from_euler("ZY", [heading, 0.2])  # pitched too: its heading stays 30 deg
+    fwd = np.array([np.cos(heading), np.sin(heading), 0.0])
+    left = np.array([-np.sin(heading), np.cos(heading), 0.0])
+    ref = {"body_pos_w": np.array([[[1.0, 2.0, 0.9]]]), "body_quat_w": _wxyz(ref_rot)[None, None]}
+    state = {"anchor_pos_w": ref["body_pos_w"][:, 0] + 0.3 * fwd - 0.1 * left + [0, 0, 0.05],
+             "anchor_quat_w": _wxyz(Rotation.from_euler("z", np.radians(4.0)) * ref_rot)[None]}  # fmt: skip
+    d = drift(ref, state, 0)
+    np.testing.assert_allclose(np.degrees(d["heading_err"]), [4.0], atol=1e-9)
+    np.testing.assert_allclose(d["drift_along_m"], [0.3], atol=1e-12)
+    np.testing.assert_allclose(d["drift_across_m"], [0.1], atol=1e-12)

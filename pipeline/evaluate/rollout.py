@@ -15,6 +15,9 @@ overall (means over episodes):
 - ``mpkpe_mm``: mean global position error of the tracked bodies, mm (over the steps the episode lived);
 - ``mpkpe_local_mm``: the same against the reference moved onto the robot's anchor in x, y and heading (as
   the body rewards see it): the posture error without the drift of the whole body;
+- ``heading_err_deg``, ``drift_along_mm``, ``drift_across_mm``: where the global error comes from: the
+  anchor's heading error, deg, and its planar position error along the reference's heading (pace) and across
+  it, mm (absolute, means over the steps the episode lived);
 - ``joint_err_rad``: mean absolute joint position error, rad;
 - ``torque_nm``: mean absolute actuator torque over joints and physics steps, N m;
 - ``action_rate``: action smoothness, mean over joints of (a_t - a_{t-1})^2 (raw action units; lower is
@@ -44,6 +47,9 @@ METRICS = (
     "success_rate",
     "mpkpe_mm",
     "mpkpe_local_mm",
+    "heading_err_deg",
+    "drift_along_mm",
+    "drift_across_mm",
     "joint_err_rad",
     "torque_nm",
     "action_rate",
@@ -93,7 +99,9 @@ def rollout(
     obs = env.reset()
     alive = np.ones(e, bool)
     success = np.zeros(e, bool)
-    sums = {k: np.zeros(e) for k in ("mpkpe", "local", "jerr", "torque", "rate")}
+    sums = {
+        k: np.zeros(e) for k in ("mpkpe", "local", "heading", "along", "across", "jerr", "torque", "rate")
+    }
     lived = np.zeros(e)
     first = clips == 0
     curve, alive_curve, qpos = [], [], [backend.qpos[0].copy()]
@@ -107,6 +115,9 @@ def rollout(
         for k, v in (
             ("mpkpe", info["mpkpe_m"]),
             ("local", info["mpkpe_local_m"]),
+            ("heading", info["heading_err"]),
+            ("along", info["drift_along_m"]),
+            ("across", info["drift_across_m"]),
             ("jerr", info["joint_err"]),
             ("torque", torque),
             ("rate", rate),
@@ -127,6 +138,9 @@ def rollout(
         "success_rate": success.astype(float),
         "mpkpe_mm": 1000.0 * sums["mpkpe"] / n,
         "mpkpe_local_mm": 1000.0 * sums["local"] / n,
+        "heading_err_deg": np.degrees(sums["heading"] / n),
+        "drift_along_mm": 1000.0 * sums["along"] / n,
+        "drift_across_mm": 1000.0 * sums["across"] / n,
         "joint_err_rad": sums["jerr"] / n,
         "torque_nm": sums["torque"] / n,
         "action_rate": sums["rate"] / n,

@@ -13,7 +13,8 @@ of the position servos; with action latency the previous target stays on for the
 the target that holds the episode's first reference frame, as the deployment's soft start leaves the robot;
 the backend's own delays are cleared through ``Backend.hold_ctrl``). Envs that
 terminate or time out are reset inside ``step`` (the returned obs are the new episodes'); ``info`` carries
-per-env ``mpkpe_m`` (global), ``mpkpe_local_m`` (on the robot's anchor) and ``joint_err`` of the step
+per-env ``mpkpe_m`` (global), ``mpkpe_local_m`` (on the robot's anchor), ``joint_err`` and the anchor's
+drift (``heading_err``, ``drift_along_m``, ``drift_across_m``: :func:`pipeline.sim.terms.drift`) of the step
 before any reset, and the reward terms' batch means.
 The actor observation is exactly :func:`pipeline.deploy.observation.actor_observation` (+ training noise);
 ``anchor_pos`` is the reference anchor's position in the robot anchor's frame (+ noise), which the teacher's
@@ -210,6 +211,7 @@ class TrackingEnv:
             "mpkpe_m": mpkpe,
             "mpkpe_local_m": local,
             "joint_err": np.abs(state["joint_pos"] - ref["joint_pos"]).mean(1),
+            **terms.drift(ref, state, self.r_anchor),
             **{f"reward/{k}": np.asarray(v.mean()) for k, v in parts.items()},
         }
         done = terminated | time_out

@@ -97,6 +97,21 @@ def tracking_errors(
     return glob, np.linalg.norm(pos - rel_pos, axis=-1).mean(1)
 
 
+def drift(ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int) -> dict[str, np.ndarray]:
+    """(E,) where the robot's anchor is off the reference's (``anchor`` indexes the reference's bodies):
+    ``heading_err`` (rad) and the planar position error along the reference's heading (pace, ``drift_along_m``)
+    and across it (``drift_across_m``), all absolute."""
+    ref_quat = ref["body_quat_w"][:, anchor]
+    heading = dob.yaw_of(ref_quat)
+    d = state["anchor_pos_w"][:, :2] - ref["body_pos_w"][:, anchor, :2]
+    c, s = np.cos(heading), np.sin(heading)
+    return {
+        "heading_err": np.abs(dob.yaw_of(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_quat)))),
+        "drift_along_m": np.abs(c * d[:, 0] + s * d[:, 1]),
+        "drift_across_m": np.abs(c * d[:, 1] - s * d[:, 0]),
+    }
+
+
 def rewards(
     cfg: RewardConfig,
     state: dict[str, np.ndarray],
