@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import types
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from pipeline.learn.teacher import (
     teacher_policy,
     train,
 )
-from pipeline.sim.config import SelectConfig, from_dict
+from pipeline.sim.config import BudgetConfig, SelectConfig, from_dict
 from pipeline.sim.task import TrackingEnv
 
 from .sim_helpers import swing_motion
@@ -66,6 +67,24 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
         assert block["episodes"] == 2 and 0 <= block["success_rate"] <= 1 and block["mpkpe_mm"] > 0
     assert metrics["overall"]["episode_s"] >= 0.5  # cyclic clip evaluated for at least min_episode_s
     json.dumps(metrics)
+
+
+def test_a_step_budget_leads_the_schedules_and_the_minutes_stop_a_slow_run(tmp_path, monkeypatch):
+    import pipeline.learn.teacher as teacher
+
+    clock = iter(range(0, 10**6, 5))  # a slow machine: each reading of the clock 5 s on, 10 s per iteration
+    monkeypatch.setattr(teacher, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    cfg = dataclasses.replace(
+        _cfg(320),  # 10 iterations
+        budget=BudgetConfig(minutes=0.5, env_steps=320),
+        select=SelectConfig(every=0),
+        ppo=dataclasses.replace(_cfg(1).ppo, schedule="linear", learning_rate=1e-3, final_learning_rate=1e-4),
+    )
+    result = train(cfg, [MOTION], ["swing"], tmp_path, progress=False)
+    assert (result.iterations, result.env_steps) == (3, 96)  # 30 s: stopped after 3 of the 10 iterations
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates == pytest.approx([1e-3 - 0.9e-3 * k / 10 for k in range(3)])  # by the steps, not the clock
 
 
 def test_policy_is_the_best_scored_checkpoint_and_the_rate_decays(tmp_path):

@@ -215,7 +215,15 @@ def train(
     per_iter = cfg.ppo.num_steps_per_env * env.num_envs
 
     def fraction() -> float:
-        return min(1.0, max(counters["wall_s"] / budget_s, counters["env_steps"] / budget_steps))
+        """Share of the budget spent, which the schedules (learning rate, push ramp, selection start) follow:
+        of the env steps when there is a step budget (the minutes only stop a slow machine early), so a run
+        repeats step for step on any machine that finishes it; else of the minutes."""
+        if cfg.budget.env_steps > 0:
+            return min(1.0, counters["env_steps"] / budget_steps)
+        return min(1.0, counters["wall_s"] / budget_s)
+
+    def spent() -> bool:
+        return counters["env_steps"] >= budget_steps or counters["wall_s"] >= budget_s
 
     sel = cfg.select
     selecting = sel.every > 0
@@ -238,7 +246,7 @@ def train(
             "train", total=1000, it=resumed, ret="-", mpkpe="-", completed=int(1000 * fraction())
         )
         ramp = cfg.randomization.push_ramp
-        while fraction() < 1.0:
+        while not spent():
             env.push_scale = min(1.0, fraction() / ramp) if ramp > 0 else 1.0  # push curriculum
             if cfg.ppo.schedule == "linear":
                 lr = (
@@ -280,7 +288,7 @@ def train(
                 "collect_s": round(t1 - t0, 3),
                 "update_s": round(t2 - t1, 3),
             }
-            done = fraction() >= 1.0
+            done = spent()
             if selecting and fraction() >= sel.start and (counters["iteration"] % sel.every == 0 or done):
                 t3 = time.perf_counter()
                 score = _select_score(runner, cfg, sel_cfg, sel_physics, motions, names)

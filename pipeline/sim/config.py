@@ -130,10 +130,13 @@ class PPOConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """Training stops at whichever limit comes first (0 = no limit on that one; not both 0)."""
+    """Training stops at whichever limit comes first (0 = no limit on that one; not both 0). With a step
+    budget the schedules (learning rate, push ramp, selection start) follow the steps, so a run repeats step for
+    step on any machine that finishes it (bit for bit on the same machine); the minutes then only stop a slower
+    machine early. With minutes alone they follow the wall clock, and a faster machine trains for more steps."""
 
-    minutes: float = 24.0
-    env_steps: int = 0
+    minutes: float = 30.0
+    env_steps: int = 4_000_000
 
 
 @dataclass(frozen=True)
