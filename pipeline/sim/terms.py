@@ -62,14 +62,19 @@ def robot_state(be: Backend, anchor: int, pelvis: int, tracked: np.ndarray) -> d
     }
 
 
+def heading_error(ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int) -> np.ndarray:
+    """(E,) signed heading of the robot's anchor relative to the reference's (rad; ``anchor`` indexes the
+    reference's bodies)."""
+    return dob.yaw_of(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref["body_quat_w"][:, anchor])))
+
+
 def relative_reference(
     ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int, tracked: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference tracked-body positions and orientations moved onto the robot's anchor (x, y, heading).
     ``anchor``/``tracked`` index the reference's bodies (TrackingEnv.r_anchor, r_tracked)."""
     ref_anchor_pos = ref["body_pos_w"][:, anchor]
-    ref_anchor_quat = ref["body_quat_w"][:, anchor]
-    yaw = dob.yaw_of(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_anchor_quat)))[:, None]
+    yaw = heading_error(ref, state, anchor)[:, None]
     c, s = np.cos(yaw), np.sin(yaw)
     d = ref["body_pos_w"][:, tracked] - ref_anchor_pos[:, None, :]
     rel_pos = np.empty_like(d)
@@ -101,12 +106,11 @@ def drift(ref: dict[str, np.ndarray], state: dict[str, np.ndarray], anchor: int)
     """(E,) where the robot's anchor is off the reference's (``anchor`` indexes the reference's bodies):
     ``heading_err`` (rad) and the planar position error along the reference's heading (pace, ``drift_along_m``)
     and across it (``drift_across_m``), all absolute."""
-    ref_quat = ref["body_quat_w"][:, anchor]
-    heading = dob.yaw_of(ref_quat)
+    heading = dob.yaw_of(ref["body_quat_w"][:, anchor])
     d = state["anchor_pos_w"][:, :2] - ref["body_pos_w"][:, anchor, :2]
     c, s = np.cos(heading), np.sin(heading)
     return {
-        "heading_err": np.abs(dob.yaw_of(dob.quat_mul(state["anchor_quat_w"], dob.quat_conj(ref_quat)))),
+        "heading_err": np.abs(heading_error(ref, state, anchor)),
         "drift_along_m": np.abs(c * d[:, 0] + s * d[:, 1]),
         "drift_across_m": np.abs(c * d[:, 1] - s * d[:, 0]),
     }
